@@ -1,0 +1,244 @@
+"""``codedistiller`` / ``jupyter codedistiller``: the command line over the library.
+
+Parses with the shared grammar, calls the core, prints text or JSON. Every
+error is one line on standard error and a non-zero exit: 2 for bad usage,
+1 for a request the library refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from .badges import badge_text
+from .grammar import GrammarError, HelpShown, parse
+from .library import Library, LibraryError, SearchResult
+from .model import Snippet
+
+PROG = "codedistiller"
+
+
+class CommandError(Exception):
+    """A command that cannot go on; the message is one line for a person."""
+
+
+def search_filters(args: argparse.Namespace) -> dict[str, Any]:
+    """The search filters set on the command line, by library keyword."""
+    names = ("package", "validation", "review", "origin", "license", "tag", "source")
+    return {n: getattr(args, n) for n in names if getattr(args, n, None)}
+
+
+def result_lines(results: list[SearchResult]) -> list[str]:
+    """Plain-text lines for ranked results, two per hit."""
+    lines = []
+    for r in results:
+        s = r.snippet
+        lines.append(f"{r.rank:>3}. {s.title or '(untitled)'}  ·  {s.package_or_repository}  "
+                     f"{badge_text(s)}")
+        where = s.source.path + (f":{s.source.line_start}-{s.source.line_end}"
+                                 if s.source.line_start else "")
+        lines.append(f"     {s.id}  {where}")
+    return lines
+
+
+def snippet_text(s: Snippet) -> str:
+    """A snippet as a person reads it on a terminal: header, badges, flags, code."""
+    lines = [
+        f"{s.title or '(untitled)'}",
+        f"id {s.id}  revision {s.revision}  {badge_text(s)}",
+        f"from {s.package_or_repository}: {s.source.path}"
+        + (f" lines {s.source.line_start}-{s.source.line_end}" if s.source.line_start else ""),
+        f"license {s.source.license}",
+    ]
+    if s.summary:
+        lines.append(s.summary)
+    for f in s.flags:
+        state = f"resolved by {f.resolved_by}: {f.resolution}" if f.resolved else "open"
+        lines.append(f"flag {f.id} [{f.kind}] {f.reason} ({f.by}, {f.when}; {state})")
+    lines += ["", s.code.rstrip("\n")]
+    return "\n".join(lines)
+
+
+def provenance_text(s: Snippet) -> str:
+    """The full provenance of ``s``: where, how made, how validated, who reviewed, flags."""
+    src, v, o = s.source, s.validation, s.origin
+    lines = [
+        f"{s.title or '(untitled)'}  ({s.id}, revision {s.revision}, {s.lifecycle})",
+        f"source     {src.kind} {src.url}",
+    ]
+    if src.commit:
+        lines.append(f"commit     {src.commit}")
+    if src.package:
+        lines.append(f"package    {src.package} {src.version or ''}".rstrip())
+    where = src.path + (f" lines {src.line_start}-{src.line_end}" if src.line_start else "")
+    lines.append(f"file       {where}")
+    link = src.link()
+    if link:
+        lines.append(f"link       {link}")
+    lines.append(f"license    {src.license}")
+    made = o.kind + (f" by {o.model}" if o.model else "")
+    if o.prompt_version:
+        made += f" (prompt {o.prompt_version})"
+    lines.append(f"made       {made}")
+    lines.append(f"validation {v.status}" + (f" ({v.reason})" if v.reason else "")
+                 + (f" on {v.when}" if v.when else ""))
+    if v.interpreter:
+        lines.append(f"  python   {v.python_version} at {v.interpreter}")
+    if v.duration is not None:
+        lines.append(f"  took     {v.duration:.2f} s, exit code {v.exit_code}")
+    if v.isolation:
+        lines.append(f"  sandbox  {v.isolation}")
+    if v.packages:
+        lines.append("  packages " + ", ".join(f"{k} {val}" for k, val in sorted(v.packages.items())))
+    for label, tail in (("stdout", v.stdout_tail), ("stderr", v.stderr_tail)):
+        if tail:
+            lines.append(f"  {label} (tail):")
+            lines += ["    " + t for t in tail.rstrip("\n").splitlines()[-10:]]
+    lines.append(f"review     {s.review.status}")
+    for e in s.review.history:
+        lines.append(f"  {e.when} {e.status} revision {e.revision} by {e.by}"
+                     + (f": {e.note}" if e.note else ""))
+    lines.append(f"flags      {len(s.open_flags)} open, {len(s.flags)} in all")
+    for f in s.flags:
+        state = f"resolved by {f.resolved_by}: {f.resolution}" if f.resolved else "open"
+        lines.append(f"  #{f.id} {f.when} [{f.kind}] {f.reason} by {f.by} ({state})")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_search(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
+    results = lib.search(" ".join(args.query), limit=args.limit,
+                         include_retired=args.include_retired, **search_filters(args))
+    if args.json:
+        json.dump([r.to_dict() for r in results], out, ensure_ascii=False)
+        out.write("\n")
+        return
+    if not results:
+        out.write(f"no snippets match; the library holds {lib.count()}\n")
+        return
+    out.write("\n".join(result_lines(results)) + "\n")
+
+
+def cmd_show(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
+    s = lib.get(args.id)
+    out.write((s.to_json() if args.json else snippet_text(s)) + "\n")
+
+
+def cmd_why(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
+    s = lib.get(args.id)
+    out.write((s.to_json() if args.json else provenance_text(s)) + "\n")
+
+
+def cmd_flag(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
+    f = lib.flag(args.id, args.reason, kind=args.kind, by=args.by)
+    out.write(f"flag {f.id} raised on {lib.get(args.id).id} by {f.by}\n")
+
+
+def cmd_resolve(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
+    f = lib.resolve_flag(args.id, args.flag, note=args.note, by=args.by)
+    out.write(f"flag {f.id} resolved by {f.resolved_by}\n")
+
+
+def cmd_review(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
+    e = lib.review(args.id, "approved" if args.approve else "rejected", note=args.note, by=args.by)
+    out.write(f"revision {e.revision} of {lib.get(args.id).id} {e.status} by {e.by}\n")
+
+
+def cmd_export(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
+    if args.file == "-":
+        lib.export(out)
+        return
+    tmp = args.file + ".tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            n = lib.export(fh)
+        os.replace(tmp, args.file)
+    except OSError as exc:
+        raise CommandError(f"cannot write {args.file}: {exc.strerror}") from None
+    out.write(f"exported {n} snippets to {args.file}\n")
+
+
+def cmd_import(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
+    try:
+        if args.file == "-":
+            counts = lib.import_(sys.stdin)
+        else:
+            with open(args.file, encoding="utf-8") as fh:
+                counts = lib.import_(fh)
+    except OSError as exc:
+        raise CommandError(f"cannot read {args.file}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise CommandError(f"{args.file} is not UTF-8 text") from None
+    out.write(", ".join(f"{v} {k}" for k, v in counts.items()) + "\n")
+
+
+def cmd_status(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
+    st = lib.status()
+    if args.json:
+        json.dump(st, out, ensure_ascii=False, sort_keys=True)
+        out.write("\n")
+        return
+    out.write(f"library    {st['path']} ({st['size_bytes'] // 1024} KiB, schema {st['schema_version']})\n")
+    out.write(f"snippets   {st['snippets']} active, {st['retired']} retired, {st['flagged']} flagged\n")
+    for key in ("validation", "review", "origin"):
+        parts = ", ".join(f"{v} {k}" for k, v in sorted(st[key].items())) or "none"
+        out.write(f"{key:<10} {parts}\n")
+    out.write(f"sources    {len(st['sources'])}\n")
+    for src in st["sources"]:
+        pin = src.get("last_commit") or src.get("last_version") or "never distilled"
+        out.write(f"  {src['id']:<20} {src['state']:<7} {pin}  {src.get('last_refresh') or ''}\n")
+    for key, value in st["progress"].items():
+        out.write(f"{key:<10} {json.dumps(value, sort_keys=True)}\n")
+
+
+COMMANDS: dict[str, Callable[[Library, argparse.Namespace, TextIO], None]] = {
+    "search": cmd_search,
+    "show": cmd_show,
+    "why": cmd_why,
+    "flag": cmd_flag,
+    "resolve": cmd_resolve,
+    "review": cmd_review,
+    "export": cmd_export,
+    "import": cmd_import,
+    "status": cmd_status,
+}
+
+
+def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
+    """Run one command; returns the exit code."""
+    out = out or sys.stdout
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = parse(argv, PROG)
+    except HelpShown as shown:
+        out.write(shown.text)
+        return 0
+    except GrammarError as exc:
+        print(f"{exc}", file=sys.stderr)
+        return 2
+    handler = COMMANDS.get(args.command)
+    if handler is None:
+        print(f"{PROG}: {args.command} is not available here yet", file=sys.stderr)
+        return 2
+    try:
+        with Library.open(args.home) as lib:
+            handler(lib, args, out)
+    except (LibraryError, CommandError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""The one command grammar shared by the CLI (``codedistiller ...``) and the magic (``%distill ...``).
+
+Only ``argparse`` is imported here so that building the parser stays cheap
+enough for ``%load_ext``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn
+
+from .model import FLAG_KINDS, ORIGIN_KINDS, REVIEW_STATUSES, VALIDATION_STATUSES
+
+
+class GrammarError(Exception):
+    """The command line does not fit the grammar; the message is one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise GrammarError(f"{self.prog}: {message}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if status:
+            raise GrammarError((message or f"{self.prog}: error").strip())
+        raise HelpShown(self.format_help())
+
+
+class HelpShown(Exception):
+    """``--help`` was asked for; the exception carries the help text."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
+    return value
+
+
+def _filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--package", help="only snippets from this package")
+    p.add_argument("--validation", choices=VALIDATION_STATUSES, help="only this validation status")
+    p.add_argument("--review", choices=REVIEW_STATUSES, help="only this review status")
+    p.add_argument("--origin", choices=ORIGIN_KINDS, help="only this origin")
+    p.add_argument("--license", help="only this SPDX license id")
+    p.add_argument("--tag", help="only snippets with this tag")
+    p.add_argument("--source", help="only snippets from this registered source")
+    p.add_argument("--include-retired", action="store_true", help="show retired snippets too")
+
+
+def build_parser(prog: str = "codedistiller") -> argparse.ArgumentParser:
+    """The parser for every subcommand; errors raise GrammarError instead of exiting."""
+    parser = _Parser(
+        prog=prog,
+        description="A local library of validated, provenance-carrying code examples.",
+    )
+    parser.add_argument("--home", help="library home (default: $CODEDISTILLER_HOME)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("search", help="rank the library for a query")
+    p.add_argument("query", nargs="*", help="words to look for")
+    p.add_argument("--limit", type=_positive, default=10, help="how many results (default 10)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _filters(p)
+
+    p = sub.add_parser("show", help="show one snippet")
+    p.add_argument("id", help="snippet id, or result number from the last search (magic)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("why", help="show a snippet's full provenance")
+    p.add_argument("id", help="snippet id, or result number from the last search (magic)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("insert", help="insert a snippet's code with its provenance marker")
+    p.add_argument("id", help="snippet id, or result number from the last search")
+    p.add_argument("--force", action="store_true", help="insert even if flagged, failed or rejected")
+
+    p = sub.add_parser("flag", help="flag a snippet as doubtful")
+    p.add_argument("id", help="snippet id")
+    p.add_argument("--reason", required=True, help="why it is doubtful")
+    p.add_argument("--kind", choices=FLAG_KINDS, default="other", help="kind of problem")
+    p.add_argument("--by", help="who is flagging (default: $CODEDISTILLER_USER, git user, OS user)")
+
+    p = sub.add_parser("resolve", help="resolve a flag")
+    p.add_argument("id", help="snippet id")
+    p.add_argument("flag", type=_positive, help="flag number (see `show`)")
+    p.add_argument("--note", default="", help="how it was resolved")
+    p.add_argument("--by", help="who is resolving")
+
+    p = sub.add_parser("review", help="approve or reject a snippet's current revision")
+    p.add_argument("id", help="snippet id")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--approve", action="store_true", help="approve it")
+    group.add_argument("--reject", action="store_true", help="reject it")
+    p.add_argument("--note", default="", help="a note for the record")
+    p.add_argument("--by", help="who is reviewing")
+
+    p = sub.add_parser("export", help="write the library as JSON Lines")
+    p.add_argument("file", help="output file, or - for standard output")
+
+    p = sub.add_parser("import", help="merge a JSON Lines file into the library")
+    p.add_argument("file", help="input file, or - for standard input")
+
+    p = sub.add_parser("status", help="library size, states and sources")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("add", help="register a source: git URL, local git path or pkg:NAME")
+    p.add_argument("source", help="git URL, path to a git working copy, or pkg:NAME")
+    p.add_argument("--name", help="short id for the source (default: derived)")
+
+    p = sub.add_parser("remove", help="unregister a source and retire its snippets")
+    p.add_argument("source", help="source id")
+
+    p = sub.add_parser("sources", help="list registered sources")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("refresh", help="distil new and changed examples from the sources")
+    p.add_argument("sources", nargs="*", help="source ids (default: all)")
+    p.add_argument("--workers", type=_positive, help="parallel validations (default: cores)")
+    p.add_argument("--no-validate", action="store_true", help="extract only; do not run")
+    p.add_argument("--timeout", type=_positive, help="seconds per validation run")
+
+    return parser
+
+
+def parse(argv: list[str], prog: str = "codedistiller") -> argparse.Namespace:
+    """Parse ``argv``; raises GrammarError (one line) or HelpShown."""
+    return build_parser(prog).parse_args(argv)

@@ -1,0 +1,794 @@
+"""The store: one SQLite file (WAL) holding snippets, flags, reviews, sources and runs.
+
+Several processes share it (kernels read and flag, the server reads and
+serves, the distiller writes): every write is one short ``BEGIN IMMEDIATE``
+transaction and every connection waits on a busy database instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from .home import library_path
+from .model import (
+    FLAG_KINDS,
+    LLM_ORIGINS,
+    ORIGIN_KINDS,
+    REVIEW_STATUSES,
+    VALIDATION_STATUSES,
+    Flag,
+    RecordError,
+    RegisteredSource,
+    Review,
+    ReviewEvent,
+    Snippet,
+    Validation,
+    utcnow,
+)
+from .people import acting_person
+from .textindex import identifiers, match_expression
+
+SCHEMA_LATEST = 2
+BUSY_TIMEOUT_MS = 30_000
+FTS_WEIGHTS = (10.0, 4.0, 6.0, 6.0, 1.5)  # title, summary, tags, packages, identifiers
+
+
+class LibraryError(Exception):
+    """A request the library cannot carry out; the message is one line for a person."""
+
+
+class NotFound(LibraryError):
+    """No snippet or source with that id."""
+
+
+@dataclass
+class SearchResult:
+    """One ranked hit: the snippet, its 1-based rank and its combined score (higher is better)."""
+
+    snippet: Snippet
+    rank: int
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.snippet.to_dict()
+        data["rank"] = self.rank
+        data["score"] = round(self.score, 6)
+        return data
+
+
+def trust_factor(validation: str, review: str, origin: str, open_flags: int) -> float:
+    """How much trust multiplies text relevance: validated and reviewed up, doubt down."""
+    factor = 1.0
+    factor *= {"passed": 1.5, "pending": 1.0, "skipped": 0.9, "stale": 0.8}.get(validation, 0.6)
+    factor *= {"approved": 1.3, "rejected": 0.2}.get(review, 1.0)
+    if origin in LLM_ORIGINS and review == "unreviewed":
+        factor *= 0.8
+    if open_flags:
+        factor *= 0.3
+    return factor
+
+
+# ---------------------------------------------------------------- schema
+
+_V1 = """
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE sources(
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, url TEXT NOT NULL, data TEXT NOT NULL);
+CREATE TABLE snippets(
+    rowid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    revision INTEGER NOT NULL,
+    code_sha256 TEXT NOT NULL,
+    source_id TEXT,
+    package TEXT,
+    origin_kind TEXT NOT NULL,
+    validation_status TEXT NOT NULL,
+    license TEXT,
+    lifecycle TEXT NOT NULL,
+    updated TEXT,
+    data TEXT NOT NULL);
+CREATE INDEX snippets_source ON snippets(source_id);
+CREATE TABLE flags(
+    id INTEGER PRIMARY KEY,
+    snippet_id TEXT NOT NULL,
+    revision INTEGER,
+    kind TEXT NOT NULL, reason TEXT NOT NULL, by TEXT NOT NULL, at TEXT NOT NULL,
+    resolved INTEGER NOT NULL DEFAULT 0,
+    resolved_by TEXT, resolved_at TEXT, resolution TEXT);
+CREATE INDEX flags_snippet ON flags(snippet_id);
+CREATE TABLE reviews(
+    id INTEGER PRIMARY KEY,
+    snippet_id TEXT NOT NULL, revision INTEGER NOT NULL,
+    status TEXT NOT NULL, by TEXT NOT NULL, at TEXT NOT NULL, note TEXT NOT NULL DEFAULT '');
+CREATE INDEX reviews_snippet ON reviews(snippet_id);
+CREATE VIRTUAL TABLE snippets_fts USING fts5(
+    title, summary, tags, packages, identifiers,
+    tokenize = 'porter unicode61 remove_diacritics 2');
+"""
+
+_V2 = """
+ALTER TABLE snippets ADD COLUMN review_status TEXT NOT NULL DEFAULT 'unreviewed';
+ALTER TABLE snippets ADD COLUMN open_flags INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE snippets ADD COLUMN trust REAL NOT NULL DEFAULT 1.0;
+CREATE TABLE runs(
+    id INTEGER PRIMARY KEY, source_id TEXT, started TEXT NOT NULL, finished TEXT,
+    counts TEXT NOT NULL DEFAULT '{}', error TEXT);
+CREATE TABLE progress(key TEXT PRIMARY KEY, value TEXT NOT NULL, updated TEXT NOT NULL);
+"""
+
+
+def _backfill_v2(conn: sqlite3.Connection) -> None:
+    """Fill the ranking columns that version 2 added from the flags and reviews already kept."""
+    rows = conn.execute("SELECT id, revision, origin_kind, validation_status FROM snippets")
+    for sid, revision, origin, validation in rows.fetchall():
+        _refresh_trust(conn, sid, revision, origin, validation)
+
+
+MIGRATIONS: dict[int, tuple[str, Any]] = {1: (_V1, None), 2: (_V2, _backfill_v2)}
+
+
+def migrate(conn: sqlite3.Connection, target: int = SCHEMA_LATEST) -> int:
+    """Bring the schema forward to ``target``, one transaction per step; returns the new version."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_LATEST:
+        raise LibraryError(
+            f"library schema version {version} is newer than this program understands "
+            f"({SCHEMA_LATEST}); upgrade jupyter-codedistiller"
+        )
+    while version < target:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version >= target:
+                conn.execute("COMMIT")
+                break
+            step = version + 1
+            script, backfill = MIGRATIONS[step]
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            if backfill:
+                backfill(conn)
+            conn.execute(f"PRAGMA user_version = {step}")
+            conn.execute("COMMIT")
+            version = step
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return version
+
+
+def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    """A connection in autocommit mode, WAL journal and a generous busy timeout."""
+    conn = sqlite3.connect(
+        str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+    )
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+def _refresh_trust(
+    conn: sqlite3.Connection, sid: str, revision: int, origin: str, validation: str
+) -> None:
+    review = conn.execute(
+        "SELECT status FROM reviews WHERE snippet_id = ? AND revision = ? ORDER BY id DESC LIMIT 1",
+        (sid, revision),
+    ).fetchone()
+    review_status = review[0] if review else "unreviewed"
+    open_flags = conn.execute(
+        "SELECT count(*) FROM flags WHERE snippet_id = ? AND resolved = 0", (sid,)
+    ).fetchone()[0]
+    conn.execute(
+        "UPDATE snippets SET review_status = ?, open_flags = ?, trust = ? WHERE id = ?",
+        (review_status, open_flags, trust_factor(validation, review_status, origin, open_flags), sid),
+    )
+
+
+# ---------------------------------------------------------------- the store
+
+
+class Library:
+    """The snippet library in one SQLite file; safe to open from several processes at once."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path else library_path()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = connect(self.path)
+            migrate(self._conn)
+        except sqlite3.DatabaseError as exc:
+            raise LibraryError(f"cannot open library {self.path}: {exc}") from None
+        self._lock = threading.RLock()
+        self._depth = 0
+
+    @classmethod
+    def open(cls, home: str | os.PathLike[str] | None = None) -> Library:
+        """The library in ``home`` (see ``home.library_home``)."""
+        return cls(library_path(home))
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        return self._conn.execute("PRAGMA user_version").fetchone()[0]
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; nested uses join the outer one."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self._conn
+                finally:
+                    self._depth -= 1
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield self._conn
+            except BaseException:
+                self._depth = 0
+                self._conn.execute("ROLLBACK")
+                raise
+            self._depth = 0
+            self._conn.execute("COMMIT")
+
+    def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
+        with self._lock:
+            return self._conn.execute(sql, tuple(params)).fetchall()
+
+    # ------------------------------------------------------------ snippets
+
+    def _row_values(self, s: Snippet) -> dict[str, Any]:
+        data = s.to_dict()
+        data.pop("flags")
+        data.pop("review")
+        return {
+            "id": s.id,
+            "revision": s.revision,
+            "code_sha256": s.code_sha256,
+            "source_id": s.source.source_id,
+            "package": s.source.package,
+            "origin_kind": s.origin.kind,
+            "validation_status": s.validation.status,
+            "license": s.source.license,
+            "lifecycle": s.lifecycle,
+            "updated": s.updated,
+            "data": json.dumps(data, sort_keys=True, ensure_ascii=False),
+        }
+
+    def _write_row(self, conn: sqlite3.Connection, s: Snippet) -> None:
+        values = self._row_values(s)
+        row = conn.execute("SELECT rowid FROM snippets WHERE id = ?", (s.id,)).fetchone()
+        cols = list(values)
+        if row:
+            sets = ", ".join(f"{c} = :{c}" for c in cols)
+            conn.execute(f"UPDATE snippets SET {sets} WHERE id = :id", values)
+            rowid = row[0]
+            conn.execute("DELETE FROM snippets_fts WHERE rowid = ?", (rowid,))
+        else:
+            names = ", ".join(cols)
+            marks = ", ".join(f":{c}" for c in cols)
+            rowid = conn.execute(f"INSERT INTO snippets({names}) VALUES ({marks})", values).lastrowid
+        packages = " ".join(
+            p for p in {s.source.package or "", *s.requirements, *s.imports} if p
+        ).replace("_", " ").replace("-", " ")
+        conn.execute(
+            "INSERT INTO snippets_fts(rowid, title, summary, tags, packages, identifiers) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (rowid, s.title, s.summary, " ".join(s.tags), packages, identifiers(s.code)),
+        )
+        _refresh_trust(conn, s.id, s.revision, s.origin.kind, s.validation.status)
+
+    def _add_history(self, conn: sqlite3.Connection, s: Snippet) -> None:
+        """Add the snippet's flags and review events that the store does not hold yet."""
+        for f in s.flags:
+            same = conn.execute(
+                "SELECT id, resolved FROM flags WHERE snippet_id = ? AND kind = ? AND reason = ? "
+                "AND by = ? AND at = ?",
+                (s.id, f.kind, f.reason, f.by, f.when),
+            ).fetchone()
+            if same is None:
+                conn.execute(
+                    "INSERT INTO flags(snippet_id, revision, kind, reason, by, at, resolved, "
+                    "resolved_by, resolved_at, resolution) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (s.id, f.revision, f.kind, f.reason, f.by, f.when, int(f.resolved),
+                     f.resolved_by, f.resolved_when, f.resolution),
+                )
+            elif f.resolved and not same[1]:
+                conn.execute(
+                    "UPDATE flags SET resolved = 1, resolved_by = ?, resolved_at = ?, "
+                    "resolution = ? WHERE id = ?",
+                    (f.resolved_by, f.resolved_when, f.resolution, same[0]),
+                )
+        for e in s.review.history:
+            same = conn.execute(
+                "SELECT 1 FROM reviews WHERE snippet_id = ? AND revision = ? AND status = ? "
+                "AND by = ? AND at = ?",
+                (s.id, e.revision, e.status, e.by, e.when),
+            ).fetchone()
+            if same is None:
+                conn.execute(
+                    "INSERT INTO reviews(snippet_id, revision, status, by, at, note) "
+                    "VALUES (?,?,?,?,?,?)",
+                    (s.id, e.revision, e.status, e.by, e.when, e.note),
+                )
+
+    def put(self, snippet: Snippet) -> Snippet:
+        """Store ``snippet`` exactly as given (plus its flags and reviews); returns it as stored."""
+        now = utcnow()
+        snippet.created = snippet.created or now
+        snippet.updated = snippet.updated or now
+        with self.transaction() as conn:
+            self._write_row(conn, snippet)
+            self._add_history(conn, snippet)
+        return self.get(snippet.id)
+
+    def upsert(self, snippets: Iterable[Snippet]) -> dict[str, int]:
+        """Store freshly distilled snippets in one transaction, keeping ids stable.
+
+        A snippet whose code changed gets the next revision; one whose code is
+        the same keeps its revision (and its validation unless a new one is
+        given); a retired snippet found again comes back to life. Flags and
+        reviews already kept are never touched. Returns added / updated /
+        unchanged counts.
+        """
+        counts = {"added": 0, "updated": 0, "revived": 0, "unchanged": 0}
+        now = utcnow()
+        with self.transaction() as conn:
+            for s in snippets:
+                row = conn.execute(
+                    "SELECT revision, code_sha256, lifecycle, data FROM snippets WHERE id = ?",
+                    (s.id,),
+                ).fetchone()
+                s.updated = now
+                if row is None:
+                    s.created = s.created or now
+                    s.revision = max(1, s.revision)
+                    counts["added"] += 1
+                else:
+                    old = json.loads(row[3])
+                    s.created = old.get("created") or now
+                    if row[1] != s.code_sha256:
+                        s.revision = row[0] + 1
+                        counts["updated"] += 1
+                    else:
+                        s.revision = row[0]
+                        if s.validation.status == "pending":
+                            s.validation = Validation(**old["validation"])
+                        if row[2] == "retired":
+                            counts["revived"] += 1
+                        else:
+                            counts["unchanged"] += 1
+                            s.lifecycle = "active"
+                            if old == self._stored_data(s, old):
+                                continue
+                s.lifecycle = "active"
+                self._write_row(conn, s)
+        return counts
+
+    @staticmethod
+    def _stored_data(s: Snippet, old: dict[str, Any]) -> dict[str, Any]:
+        data = s.to_dict()
+        data.pop("flags")
+        data.pop("review")
+        data["updated"] = old.get("updated")
+        return json.loads(json.dumps(data))
+
+    def set_validation(self, snippet_id: str, validation: Validation, revision: int | None = None) -> None:
+        """Record a validation outcome; ignored if the snippet moved past ``revision`` meanwhile."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT revision, data FROM snippets WHERE id = ?", (snippet_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no snippet {snippet_id!r}")
+            if revision is not None and row[0] != revision:
+                return
+            data = json.loads(row[1])
+            data["validation"] = asdict(validation)
+            conn.execute(
+                "UPDATE snippets SET data = ?, validation_status = ? WHERE id = ?",
+                (json.dumps(data, sort_keys=True, ensure_ascii=False), validation.status, snippet_id),
+            )
+            _refresh_trust(conn, snippet_id, row[0], data["origin"]["kind"], validation.status)
+
+    def retire(self, snippet_ids: Iterable[str]) -> int:
+        """Mark snippets as gone upstream; they stay stored, with their history. Returns how many."""
+        n = 0
+        with self.transaction() as conn:
+            for sid in snippet_ids:
+                row = conn.execute(
+                    "SELECT data FROM snippets WHERE id = ? AND lifecycle = 'active'", (sid,)
+                ).fetchone()
+                if row is None:
+                    continue
+                data = json.loads(row[0])
+                data["lifecycle"] = "retired"
+                data["updated"] = utcnow()
+                conn.execute(
+                    "UPDATE snippets SET lifecycle = 'retired', data = ?, updated = ? WHERE id = ?",
+                    (json.dumps(data, sort_keys=True, ensure_ascii=False), data["updated"], sid),
+                )
+                n += 1
+        return n
+
+    def ids_for_source(self, source_id: str, *, active_only: bool = True) -> dict[str, str]:
+        """Ids of a source's snippets mapped to the path they came from."""
+        sql = "SELECT id, data FROM snippets WHERE source_id = ?"
+        if active_only:
+            sql += " AND lifecycle = 'active'"
+        return {sid: json.loads(d)["source"]["path"] for sid, d in self._read(sql, (source_id,))}
+
+    def _compose(self, rows: list[tuple[str, str]]) -> list[Snippet]:
+        """Snippets from (id, data) rows, with their flags and review history attached."""
+        if not rows:
+            return []
+        ids = [r[0] for r in rows]
+        marks = ",".join("?" * len(ids))
+        flags: dict[str, list[Flag]] = {i: [] for i in ids}
+        for r in self._read(
+            "SELECT snippet_id, id, revision, kind, reason, by, at, resolved, resolved_by, "
+            f"resolved_at, resolution FROM flags WHERE snippet_id IN ({marks}) ORDER BY id",
+            ids,
+        ):
+            flags[r[0]].append(
+                Flag(id=r[1], revision=r[2], kind=r[3], reason=r[4], by=r[5], when=r[6],
+                     resolved=bool(r[7]), resolved_by=r[8], resolved_when=r[9], resolution=r[10])
+            )
+        history: dict[str, list[ReviewEvent]] = {i: [] for i in ids}
+        for r in self._read(
+            "SELECT snippet_id, status, by, at, revision, note FROM reviews "
+            f"WHERE snippet_id IN ({marks}) ORDER BY id",
+            ids,
+        ):
+            history[r[0]].append(ReviewEvent(status=r[1], by=r[2], when=r[3], revision=r[4], note=r[5]))
+        out = []
+        for sid, data in rows:
+            s = Snippet.from_dict(json.loads(data))
+            s.flags = flags[sid]
+            s.review = Review.for_revision(history[sid], s.revision)
+            out.append(s)
+        return out
+
+    def get(self, snippet_id: str) -> Snippet:
+        """The snippet with that id (a unique id prefix of 6+ characters also works)."""
+        rows = self._read("SELECT id, data FROM snippets WHERE id = ?", (snippet_id,))
+        if not rows and len(snippet_id) >= 6:
+            pattern = snippet_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            rows = self._read(
+                "SELECT id, data FROM snippets WHERE id LIKE ? ESCAPE '\\' LIMIT 2", (pattern + "%",)
+            )
+            if len(rows) > 1:
+                raise LibraryError(f"snippet id {snippet_id!r} is ambiguous; give more of it")
+        if not rows:
+            raise NotFound(f"no snippet {snippet_id!r} in the library")
+        return self._compose(rows)[0]
+
+    def count(self, *, include_retired: bool = False) -> int:
+        sql = "SELECT count(*) FROM snippets"
+        if not include_retired:
+            sql += " WHERE lifecycle = 'active'"
+        return self._read(sql)[0][0]
+
+    def all(self, *, include_retired: bool = True) -> Iterator[Snippet]:
+        """Every snippet, ordered by id, in batches."""
+        last = ""
+        where = "" if include_retired else " AND lifecycle = 'active'"
+        while True:
+            rows = self._read(
+                f"SELECT id, data FROM snippets WHERE id > ?{where} ORDER BY id LIMIT 500", (last,)
+            )
+            if not rows:
+                return
+            yield from self._compose(rows)
+            last = rows[-1][0]
+
+    # ------------------------------------------------------------ search
+
+    _FILTERS = {
+        "package": ("s.package = ?", None),
+        "validation": ("s.validation_status = ?", VALIDATION_STATUSES),
+        "review": ("s.review_status = ?", REVIEW_STATUSES),
+        "origin": ("s.origin_kind = ?", ORIGIN_KINDS),
+        "license": ("s.license = ?", None),
+        "source": ("s.source_id = ?", None),
+        "tag": ("EXISTS (SELECT 1 FROM json_each(s.data, '$.tags') WHERE value = ?)", None),
+    }
+
+    def search(
+        self,
+        query: str,
+        limit: int = 10,
+        *,
+        offset: int = 0,
+        include_retired: bool = False,
+        include_rejected: bool = False,
+        **filters: str | None,
+    ) -> list[SearchResult]:
+        """Ranked snippets for ``query``: BM25 text relevance weighted by trust.
+
+        Filters: package, validation, review, origin, license, source, tag.
+        Retired and rejected snippets are hidden unless asked for. Any string
+        is a valid query; one with no searchable word lists the most trusted.
+        """
+        if not isinstance(limit, int) or limit < 1 or limit > 1000:
+            raise LibraryError("limit must be a whole number from 1 to 1000")
+        if offset < 0:
+            raise LibraryError("offset must not be negative")
+        where, params = [], []
+        for name, value in filters.items():
+            if value is None or value == "":
+                continue
+            if name not in self._FILTERS:
+                raise LibraryError(
+                    f"unknown filter {name!r}; use one of {', '.join(sorted(self._FILTERS))}"
+                )
+            clause, allowed = self._FILTERS[name]
+            if allowed and value not in allowed:
+                raise LibraryError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+            where.append(clause)
+            params.append(value)
+        if not include_retired:
+            where.append("s.lifecycle = 'active'")
+        if not include_rejected and filters.get("review") != "rejected":
+            where.append("s.review_status != 'rejected'")
+        extra = "".join(f" AND {w}" for w in where)
+        expression = match_expression(query)
+        weights = ", ".join(str(w) for w in FTS_WEIGHTS)
+        rows: list[tuple] = []
+        if expression is None:
+            rows = self._read(
+                "SELECT s.id, s.data, s.trust FROM snippets s WHERE 1" + extra
+                + " ORDER BY s.trust DESC, s.updated DESC, s.id LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            )
+        else:
+            sql = (
+                f"SELECT s.id, s.data, -bm25(snippets_fts, {weights}) * s.trust AS score "
+                "FROM snippets_fts JOIN snippets s ON s.rowid = snippets_fts.rowid "
+                f"WHERE snippets_fts MATCH ?{extra} ORDER BY score DESC, s.trust DESC, s.id LIMIT ? OFFSET ?"
+            )
+            rows = self._read(sql, [expression, *params, limit, offset])
+            if not rows and offset == 0 and len(expression.split(" AND ")) > 1:
+                rows = self._read(sql, [match_expression(query, any_term=True), *params, limit, 0])
+        snippets = self._compose([(r[0], r[1]) for r in rows])
+        return [
+            SearchResult(snippet=s, rank=offset + i + 1, score=float(r[2]))
+            for i, (s, r) in enumerate(zip(snippets, rows))
+        ]
+
+    # ------------------------------------------------------------ flags and reviews
+
+    def flag(self, snippet_id: str, reason: str, kind: str = "other", by: str | None = None) -> Flag:
+        """Raise a flag on a snippet; kept forever, resolvable later."""
+        if kind not in FLAG_KINDS:
+            raise LibraryError(f"flag kind must be one of {', '.join(FLAG_KINDS)}; got {kind!r}")
+        if not reason or not reason.strip():
+            raise LibraryError("a flag needs a reason")
+        s = self.get(snippet_id)
+        flag = Flag(kind=kind, reason=reason.strip(), by=acting_person(by), when=utcnow(),
+                    revision=s.revision)
+        with self.transaction() as conn:
+            flag.id = conn.execute(
+                "INSERT INTO flags(snippet_id, revision, kind, reason, by, at) VALUES (?,?,?,?,?,?)",
+                (s.id, s.revision, flag.kind, flag.reason, flag.by, flag.when),
+            ).lastrowid
+            _refresh_trust(conn, s.id, s.revision, s.origin.kind, s.validation.status)
+        return flag
+
+    def resolve_flag(
+        self, snippet_id: str, flag_id: int, note: str = "", by: str | None = None
+    ) -> Flag:
+        """Mark one open flag resolved, with who, when and a note."""
+        s = self.get(snippet_id)
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT resolved FROM flags WHERE id = ? AND snippet_id = ?", (flag_id, s.id)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"snippet {s.id} has no flag {flag_id}")
+            if row[0]:
+                raise LibraryError(f"flag {flag_id} is already resolved")
+            conn.execute(
+                "UPDATE flags SET resolved = 1, resolved_by = ?, resolved_at = ?, resolution = ? "
+                "WHERE id = ?",
+                (acting_person(by), utcnow(), note, flag_id),
+            )
+            _refresh_trust(conn, s.id, s.revision, s.origin.kind, s.validation.status)
+        return next(f for f in self.get(s.id).flags if f.id == flag_id)
+
+    def review(
+        self, snippet_id: str, status: str, note: str = "", by: str | None = None,
+        revision: int | None = None,
+    ) -> ReviewEvent:
+        """Approve or reject the current revision (or the given one, which must be current)."""
+        if status not in ("approved", "rejected"):
+            raise LibraryError(f"review status must be approved or rejected; got {status!r}")
+        s = self.get(snippet_id)
+        if revision is not None and revision != s.revision:
+            raise LibraryError(
+                f"snippet {s.id} is at revision {s.revision}, not {revision}; review what is current"
+            )
+        event = ReviewEvent(status=status, by=acting_person(by), when=utcnow(),
+                            revision=s.revision, note=note or "")
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO reviews(snippet_id, revision, status, by, at, note) VALUES (?,?,?,?,?,?)",
+                (s.id, event.revision, event.status, event.by, event.when, event.note),
+            )
+            _refresh_trust(conn, s.id, s.revision, s.origin.kind, s.validation.status)
+        return event
+
+    # ------------------------------------------------------------ sources and runs
+
+    def add_source(self, source: RegisteredSource) -> RegisteredSource:
+        """Register a source; an existing id is an error."""
+        source.added = source.added or utcnow()
+        with self.transaction() as conn:
+            if conn.execute("SELECT 1 FROM sources WHERE id = ?", (source.id,)).fetchone():
+                raise LibraryError(f"source {source.id!r} is already registered")
+            conn.execute(
+                "INSERT INTO sources(id, kind, url, data) VALUES (?,?,?,?)",
+                (source.id, source.kind, source.url, json.dumps(source.to_dict(), sort_keys=True)),
+            )
+        return source
+
+    def save_source(self, source: RegisteredSource) -> None:
+        """Write a registered source's state back (insert or replace)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO sources(id, kind, url, data) VALUES (?,?,?,?)",
+                (source.id, source.kind, source.url, json.dumps(source.to_dict(), sort_keys=True)),
+            )
+
+    def source(self, source_id: str) -> RegisteredSource:
+        rows = self._read("SELECT data FROM sources WHERE id = ?", (source_id,))
+        if not rows:
+            raise NotFound(f"no source {source_id!r}; see `codedistiller sources`")
+        return RegisteredSource.from_dict(json.loads(rows[0][0]))
+
+    def sources(self, *, include_removed: bool = False) -> list[RegisteredSource]:
+        out = [RegisteredSource.from_dict(json.loads(r[0]))
+               for r in self._read("SELECT data FROM sources ORDER BY id")]
+        return [s for s in out if include_removed or s.state != "removed"]
+
+    def remove_source(self, source_id: str) -> int:
+        """Mark a source removed and retire its snippets; returns how many were retired."""
+        src = self.source(source_id)
+        with self.transaction():
+            src.state = "removed"
+            self.save_source(src)
+            return self.retire(self.ids_for_source(source_id))
+
+    def start_run(self, source_id: str | None) -> int:
+        with self.transaction() as conn:
+            return conn.execute(
+                "INSERT INTO runs(source_id, started) VALUES (?, ?)", (source_id, utcnow())
+            ).lastrowid
+
+    def finish_run(self, run_id: int, counts: dict[str, int], error: str | None = None) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE runs SET finished = ?, counts = ?, error = ? WHERE id = ?",
+                (utcnow(), json.dumps(counts, sort_keys=True), error, run_id),
+            )
+
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        rows = self._read(
+            "SELECT id, source_id, started, finished, counts, error FROM runs ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [
+            {"id": r[0], "source_id": r[1], "started": r[2], "finished": r[3],
+             "counts": json.loads(r[4]), "error": r[5]}
+            for r in rows
+        ]
+
+    def set_progress(self, key: str, value: dict[str, Any]) -> None:
+        """Publish what a long job (the distiller, the daemon) is doing, for others to read."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO progress(key, value, updated) VALUES (?,?,?)",
+                (key, json.dumps(value, sort_keys=True), utcnow()),
+            )
+
+    def progress(self) -> dict[str, Any]:
+        return {
+            k: {**json.loads(v), "updated": u}
+            for k, v, u in self._read("SELECT key, value, updated FROM progress ORDER BY key")
+        }
+
+    # ------------------------------------------------------------ status
+
+    def status(self) -> dict[str, Any]:
+        """Counts by state, sources and where the library lives."""
+
+        def grouped(column: str) -> dict[str, int]:
+            return dict(self._read(
+                f"SELECT {column}, count(*) FROM snippets WHERE lifecycle = 'active' GROUP BY 1"
+            ))
+
+        size = sum(
+            p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file()
+        )
+        return {
+            "path": str(self.path),
+            "schema_version": self.schema_version,
+            "snippets": self.count(),
+            "retired": self.count(include_retired=True) - self.count(),
+            "validation": grouped("validation_status"),
+            "review": grouped("review_status"),
+            "origin": grouped("origin_kind"),
+            "flagged": self._read(
+                "SELECT count(*) FROM snippets WHERE lifecycle = 'active' AND open_flags > 0"
+            )[0][0],
+            "sources": [s.to_dict() for s in self.sources()],
+            "progress": self.progress(),
+            "size_bytes": size,
+        }
+
+    # ------------------------------------------------------------ export and import
+
+    def export(self, out: IO[str]) -> int:
+        """Write every snippet as JSON Lines (sorted by id, stable keys); returns the count."""
+        n = 0
+        for s in self.all():
+            out.write(s.to_json() + "\n")
+            n += 1
+        return n
+
+    def import_(self, lines: Iterable[str]) -> dict[str, int]:
+        """Merge JSON Lines into the library by id and revision; all or nothing.
+
+        A newer incoming revision replaces the content; an older or equal one
+        keeps what is here. Flags and reviews from both sides are kept.
+        """
+        incoming: list[Snippet] = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                incoming.append(Snippet.from_json(line))
+            except RecordError as exc:
+                raise LibraryError(f"line {number}: {exc}") from None
+        counts = {"added": 0, "updated": 0, "kept": 0}
+        with self.transaction() as conn:
+            for s in incoming:
+                row = conn.execute(
+                    "SELECT revision FROM snippets WHERE id = ?", (s.id,)
+                ).fetchone()
+                if row is None:
+                    counts["added"] += 1
+                    self._write_row(conn, s)
+                elif s.revision > row[0]:
+                    counts["updated"] += 1
+                    self._write_row(conn, s)
+                else:
+                    counts["kept"] += 1
+                self._add_history(conn, s)
+                cur = conn.execute(
+                    "SELECT revision, origin_kind, validation_status FROM snippets WHERE id = ?",
+                    (s.id,),
+                ).fetchone()
+                _refresh_trust(conn, s.id, *cur)
+        return counts

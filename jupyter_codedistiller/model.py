@@ -1,0 +1,311 @@
+"""The Snippet record and its parts, defined once and shared by every layer.
+
+Every interface (store, CLI, magic, API, panel, audit, export) speaks this
+record's JSON. ``Snippet.to_dict`` / ``Snippet.from_dict`` round-trip it;
+``SCHEMA_VERSION`` names the version of that JSON shape.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+SOURCE_KINDS = ("git", "package", "local")
+ORIGIN_KINDS = ("verbatim", "assembled", "adapted", "generated")
+LLM_ORIGINS = ("adapted", "generated")
+VALIDATION_STATUSES = ("passed", "failed", "timeout", "skipped", "stale", "pending")
+REVIEW_STATUSES = ("unreviewed", "approved", "rejected")
+FLAG_KINDS = ("incorrect", "unsafe", "outdated", "license", "other")
+LIFECYCLES = ("active", "retired")
+
+
+class RecordError(ValueError):
+    """A record's JSON does not describe a valid Snippet."""
+
+
+def utcnow() -> str:
+    """The current UTC time as an ISO 8601 string with seconds precision."""
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def code_digest(code: str) -> str:
+    """SHA-256 of the code, hex; the identity of a snippet's content."""
+    return hashlib.sha256(code.encode("utf-8")).hexdigest()
+
+
+def snippet_id(source_key: str, path: str, anchor: str) -> str:
+    """A stable snippet id from where the code lives, not from the code itself."""
+    digest = hashlib.sha256(f"{source_key}\0{path}\0{anchor}".encode()).hexdigest()
+    return "cd-" + digest[:16]
+
+
+def _check(value: str, allowed: tuple[str, ...], what: str) -> str:
+    if value not in allowed:
+        raise RecordError(f"{what} must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
+def _pick(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+@dataclass
+class Source:
+    """Where the code was found: repository or package, commit, file and lines."""
+
+    kind: str = "local"
+    url: str = ""
+    commit: str | None = None
+    ref: str | None = None
+    path: str = ""
+    line_start: int | None = None
+    line_end: int | None = None
+    package: str | None = None
+    version: str | None = None
+    license: str = "unknown"
+    repository: str | None = None
+    source_id: str | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.kind, SOURCE_KINDS, "source.kind")
+
+    def link(self) -> str | None:
+        """A browsable link to the file at the pinned commit and lines, if one can be made."""
+        base = self.repository or (self.url if self.kind == "git" else None)
+        if not base or not base.startswith(("http://", "https://")):
+            return None
+        base = base.removesuffix(".git").rstrip("/")
+        ref = self.commit or self.ref or self.version
+        if not ref or not self.path:
+            return base
+        lines = ""
+        if self.line_start:
+            lines = f"#L{self.line_start}"
+            if self.line_end and self.line_end != self.line_start:
+                lines += f"-L{self.line_end}"
+        return f"{base}/blob/{ref}/{self.path}{lines}"
+
+
+@dataclass
+class Origin:
+    """How the snippet was made; ``model`` and ``prompt_version`` when an LLM took part."""
+
+    kind: str = "verbatim"
+    model: str | None = None
+    prompt_version: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check(self.kind, ORIGIN_KINDS, "origin.kind")
+
+    @property
+    def llm(self) -> bool:
+        return self.kind in LLM_ORIGINS
+
+
+@dataclass
+class Validation:
+    """The outcome of running the snippet in the sandbox, and the environment it ran in."""
+
+    status: str = "pending"
+    reason: str | None = None
+    when: str | None = None
+    duration: float | None = None
+    interpreter: str | None = None
+    python_version: str | None = None
+    packages: dict[str, str] = field(default_factory=dict)
+    isolation: str | None = None
+    exit_code: int | None = None
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+
+    def __post_init__(self) -> None:
+        _check(self.status, VALIDATION_STATUSES, "validation.status")
+
+
+@dataclass
+class ReviewEvent:
+    """One human decision on one revision of a snippet."""
+
+    status: str
+    by: str
+    when: str
+    revision: int
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        _check(self.status, ("approved", "rejected"), "review event status")
+
+
+@dataclass
+class Review:
+    """The review state of the current revision plus the full history."""
+
+    status: str = "unreviewed"
+    history: list[ReviewEvent] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _check(self.status, REVIEW_STATUSES, "review.status")
+
+    @staticmethod
+    def for_revision(history: list[ReviewEvent], revision: int) -> Review:
+        """The review state of ``revision``: the latest decision taken on that very revision."""
+        status = "unreviewed"
+        for event in history:
+            if event.revision == revision:
+                status = event.status
+        return Review(status=status, history=list(history))
+
+
+@dataclass
+class Flag:
+    """A warning raised on a snippet by a person; resolvable, never deleted."""
+
+    kind: str
+    reason: str
+    by: str
+    when: str
+    revision: int | None = None
+    id: int | None = None
+    resolved: bool = False
+    resolved_by: str | None = None
+    resolved_when: str | None = None
+    resolution: str | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.kind, FLAG_KINDS, "flag.kind")
+
+
+@dataclass
+class Snippet:
+    """A distilled code example with its provenance, validation, review and flags."""
+
+    id: str
+    code: str
+    title: str = ""
+    summary: str = ""
+    revision: int = 1
+    language: str = "python"
+    tags: list[str] = field(default_factory=list)
+    imports: list[str] = field(default_factory=list)
+    requirements: dict[str, str | None] = field(default_factory=dict)
+    source: Source = field(default_factory=Source)
+    origin: Origin = field(default_factory=Origin)
+    validation: Validation = field(default_factory=Validation)
+    review: Review = field(default_factory=Review)
+    flags: list[Flag] = field(default_factory=list)
+    lifecycle: str = "active"
+    created: str | None = None
+    updated: str | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.lifecycle, LIFECYCLES, "lifecycle")
+        if not self.id:
+            raise RecordError("id must not be empty")
+        if self.revision < 1:
+            raise RecordError("revision must be at least 1")
+
+    @property
+    def code_sha256(self) -> str:
+        return code_digest(self.code)
+
+    @property
+    def open_flags(self) -> list[Flag]:
+        return [f for f in self.flags if not f.resolved]
+
+    @property
+    def package_or_repository(self) -> str:
+        """A short human name for where the snippet came from."""
+        s = self.source
+        if s.package:
+            return s.package
+        url = (s.repository or s.url or "").removesuffix(".git").rstrip("/")
+        return url.rsplit("/", 1)[-1] if url else (s.source_id or "local")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as plain JSON-able data, keys in a stable order."""
+        data = asdict(self)
+        data["code_sha256"] = self.code_sha256
+        data["schema_version"] = SCHEMA_VERSION
+        return data
+
+    def to_json(self) -> str:
+        """One line of JSON with sorted keys: stable for diffs and JSON Lines files."""
+        return json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Snippet:
+        """Rebuild a Snippet from ``to_dict`` output; raises RecordError on bad data."""
+        if not isinstance(data, dict):
+            raise RecordError("a snippet must be a JSON object")
+        version = data.get("schema_version", SCHEMA_VERSION)
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise RecordError(f"unsupported snippet schema_version {version!r}")
+        try:
+            review = dict(data.get("review") or {})
+            review["history"] = [
+                ReviewEvent(**_pick(ReviewEvent, e)) for e in review.get("history") or []
+            ]
+            values = _pick(cls, data)
+            values.update(
+                source=Source(**_pick(Source, data.get("source") or {})),
+                origin=Origin(**_pick(Origin, data.get("origin") or {})),
+                validation=Validation(**_pick(Validation, data.get("validation") or {})),
+                review=Review(**_pick(Review, review)),
+                flags=[Flag(**_pick(Flag, f)) for f in data.get("flags") or []],
+                tags=list(data.get("tags") or []),
+                imports=list(data.get("imports") or []),
+                requirements=dict(data.get("requirements") or {}),
+            )
+            snippet = cls(**values)
+        except TypeError as exc:
+            raise RecordError(f"malformed snippet: {exc}") from None
+        if not isinstance(snippet.code, str) or not isinstance(snippet.revision, int):
+            raise RecordError("malformed snippet: code must be text and revision an integer")
+        return snippet
+
+    @classmethod
+    def from_json(cls, text: str) -> Snippet:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RecordError(f"not JSON: {exc.msg} at line {exc.lineno}") from None
+        return cls.from_dict(data)
+
+
+SOURCE_STATES = ("new", "ok", "error", "removed")
+
+
+@dataclass
+class RegisteredSource:
+    """A repository or package the distiller reads from, and how its last refresh went."""
+
+    id: str
+    kind: str
+    url: str
+    location: str | None = None
+    added: str | None = None
+    state: str = "new"
+    last_commit: str | None = None
+    last_version: str | None = None
+    last_refresh: str | None = None
+    last_error: str | None = None
+    license: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check(self.kind, SOURCE_KINDS, "source kind")
+        _check(self.state, SOURCE_STATES, "source state")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RegisteredSource:
+        return cls(**_pick(cls, data))

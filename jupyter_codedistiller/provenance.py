@@ -1,0 +1,114 @@
+"""The provenance marker written above inserted code, and the record kept in cell metadata.
+
+The marker is one comment line, defined here and nowhere else::
+
+    # codedistiller: id=cd-0123456789abcdef rev=2 sha=3f2a9c1b7d4e src=https://host/org/repo@1a2b3c4 path=examples/km.py#L10-L42 license=MIT validation=passed origin=assembled
+
+Fields are ``key=value`` pairs separated by spaces; values are percent-encoded
+so they never hold a space. ``sha`` is the first 12 hex digits of the SHA-256
+of the inserted code (without the marker), so an audit can tell whether the
+cell was edited even when the notebook lost its metadata.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import quote, unquote
+
+from .model import Snippet, code_digest, utcnow
+
+MARKER_PREFIX = "# codedistiller:"
+MARKER_FIELDS = ("id", "rev", "sha", "src", "path", "license", "validation", "origin")
+METADATA_KEY = "codedistiller"
+_PAIR = re.compile(r"([a-z]+)=(\S*)")
+
+
+def _enc(value: object) -> str:
+    return quote(str(value), safe="/:@#.-_~+,")
+
+
+def source_label(s: Snippet) -> str:
+    """``url@commit`` for git sources, ``pkg:name==version`` for packages."""
+    src = s.source
+    if src.kind == "package":
+        return f"pkg:{src.package}=={src.version or '?'}"
+    where = src.repository or src.url or src.source_id or "local"
+    pin = src.commit[:12] if src.commit else (src.ref or "")
+    return f"{where}@{pin}" if pin else where
+
+
+def path_label(s: Snippet) -> str:
+    src = s.source
+    if src.line_start:
+        end = f"-L{src.line_end}" if src.line_end and src.line_end != src.line_start else ""
+        return f"{src.path}#L{src.line_start}{end}"
+    return src.path
+
+
+def marker_line(s: Snippet) -> str:
+    """The one-line provenance comment for ``s``."""
+    values = {
+        "id": s.id,
+        "rev": s.revision,
+        "sha": inserted_digest(s.code)[:12],
+        "src": source_label(s),
+        "path": path_label(s),
+        "license": s.source.license or "unknown",
+        "validation": s.validation.status,
+        "origin": s.origin.kind + (f"/{s.origin.model}" if s.origin.model else ""),
+    }
+    return MARKER_PREFIX + " " + " ".join(f"{k}={_enc(v)}" for k, v in values.items())
+
+
+def parse_marker(line: str) -> dict[str, str] | None:
+    """The fields of a marker line, or None if ``line`` is not one."""
+    line = line.strip()
+    if not line.startswith(MARKER_PREFIX):
+        return None
+    fields = {k: unquote(v) for k, v in _PAIR.findall(line[len(MARKER_PREFIX):])}
+    return fields if "id" in fields else None
+
+
+def cell_source(s: Snippet) -> str:
+    """What an inserted cell holds: the marker line, then the code."""
+    return marker_line(s) + "\n" + s.code.rstrip("\n")
+
+
+def split_cell(source: str) -> tuple[dict[str, str] | None, str]:
+    """A cell's marker fields (or None) and the code below the marker."""
+    first, _, rest = source.partition("\n")
+    fields = parse_marker(first)
+    return (fields, rest) if fields else (None, source)
+
+
+def inserted_digest(code: str) -> str:
+    """The digest the audit compares: SHA-256 of the code with trailing newlines dropped."""
+    return code_digest(code.rstrip("\n"))
+
+
+def cell_metadata(s: Snippet) -> dict[str, Any]:
+    """The record kept in a cell's ``metadata.codedistiller`` when it is inserted."""
+    return {
+        "id": s.id,
+        "revision": s.revision,
+        "code_sha256": inserted_digest(s.code),
+        "inserted": utcnow(),
+        "title": s.title,
+        "source": {
+            "kind": s.source.kind,
+            "url": s.source.url,
+            "repository": s.source.repository,
+            "commit": s.source.commit,
+            "path": s.source.path,
+            "line_start": s.source.line_start,
+            "line_end": s.source.line_end,
+            "package": s.source.package,
+            "version": s.source.version,
+            "license": s.source.license,
+            "link": s.source.link(),
+        },
+        "origin": {"kind": s.origin.kind, "model": s.origin.model},
+        "validation": {"status": s.validation.status, "when": s.validation.when},
+        "review": {"status": s.review.status},
+    }
