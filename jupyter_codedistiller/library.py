@@ -39,6 +39,8 @@ from .textindex import identifiers, match_expression
 SCHEMA_LATEST = 2
 BUSY_TIMEOUT_MS = 30_000
 FTS_WEIGHTS = (10.0, 4.0, 6.0, 6.0, 1.5)  # title, summary, tags, packages, identifiers
+CANDIDATES = 200
+SCAN_CAP = 2000
 
 
 class LibraryError(Exception):
@@ -122,6 +124,7 @@ CREATE TABLE runs(
     id INTEGER PRIMARY KEY, source_id TEXT, started TEXT NOT NULL, finished TEXT,
     counts TEXT NOT NULL DEFAULT '{}', error TEXT);
 CREATE TABLE progress(key TEXT PRIMARY KEY, value TEXT NOT NULL, updated TEXT NOT NULL);
+CREATE INDEX snippets_trust ON snippets(trust DESC, updated DESC);
 """
 
 
@@ -439,6 +442,15 @@ class Library:
             sql += " AND lifecycle = 'active'"
         return {sid: json.loads(d)["source"]["path"] for sid, d in self._read(sql, (source_id,))}
 
+    def digests_for_source(self, source_id: str) -> dict[str, tuple[str, str]]:
+        """A source's active snippets: id -> (path it came from, code_sha256); cheap to ask."""
+        rows = self._read(
+            "SELECT id, json_extract(data, '$.source.path'), code_sha256 FROM snippets "
+            "WHERE source_id = ? AND lifecycle = 'active'",
+            (source_id,),
+        )
+        return {sid: (path, digest) for sid, path, digest in rows}
+
     def _compose(self, rows: list[tuple[str, str]]) -> list[Snippet]:
         """Snippets from (id, data) rows, with their flags and review history attached."""
         if not rows:
@@ -554,8 +566,6 @@ class Library:
             where.append("s.review_status != 'rejected'")
         extra = "".join(f" AND {w}" for w in where)
         expression = match_expression(query)
-        weights = ", ".join(str(w) for w in FTS_WEIGHTS)
-        rows: list[tuple] = []
         if expression is None:
             rows = self._read(
                 "SELECT s.id, s.data, s.trust FROM snippets s WHERE 1" + extra
@@ -563,19 +573,44 @@ class Library:
                 [*params, limit, offset],
             )
         else:
-            sql = (
-                f"SELECT s.id, s.data, -bm25(snippets_fts, {weights}) * s.trust AS score "
-                "FROM snippets_fts JOIN snippets s ON s.rowid = snippets_fts.rowid "
-                f"WHERE snippets_fts MATCH ?{extra} ORDER BY score DESC, s.trust DESC, s.id LIMIT ? OFFSET ?"
-            )
-            rows = self._read(sql, [expression, *params, limit, offset])
-            if not rows and offset == 0 and len(expression.split(" AND ")) > 1:
-                rows = self._read(sql, [match_expression(query, any_term=True), *params, limit, 0])
+            want = offset + limit
+            rows = self._ranked(expression, extra, params, want, bool(params))
+            prefixed = match_expression(query, prefix_last=True)
+            if len(rows) < want and prefixed != expression:
+                more = self._ranked(prefixed, extra, params, want, bool(params))
+                rows = more if len(more) > len(rows) else rows
+            if not rows and " AND " in expression:
+                any_term = match_expression(query, any_term=True, prefix_last=True)
+                rows = self._ranked(any_term, extra, params, want, bool(params))
+            rows = rows[offset:want]
         snippets = self._compose([(r[0], r[1]) for r in rows])
         return [
             SearchResult(snippet=s, rank=offset + i + 1, score=float(r[2]))
-            for i, (s, r) in enumerate(zip(snippets, rows))
+            for i, (s, r) in enumerate(zip(snippets, rows, strict=True))
         ]
+
+    def _ranked(
+        self, expression: str, extra: str, params: list[Any], want: int, filtered: bool
+    ) -> list[tuple[str, str, float]]:
+        """(id, data, score) of the best ``want`` matches, best first.
+
+        Text relevance picks the candidates (the best ``CANDIDATES`` by BM25),
+        then trust re-ranks them. A query whose words are so common that more
+        than ``SCAN_CAP`` snippets match is ranked among the most recent
+        ``SCAN_CAP`` matches, which keeps every search within a few milliseconds.
+        """
+        weights = ", ".join(str(w) for w in FTS_WEIGHTS)
+        bm25 = f"bm25(snippets_fts, {weights})"
+        inner = (f"SELECT rowid, {bm25} AS b FROM snippets_fts WHERE snippets_fts MATCH ? "
+                 f"ORDER BY rowid DESC LIMIT {SCAN_CAP}")
+        pool = SCAN_CAP if filtered else max(CANDIDATES, want * 3)
+        sql = (
+            f"SELECT s.id, s.data, -c.b * s.trust AS score FROM "
+            f"(SELECT rowid, b FROM ({inner}) ORDER BY b LIMIT {pool}) AS c "
+            f"JOIN snippets s ON s.rowid = c.rowid WHERE 1{extra} "
+            "ORDER BY score DESC, s.trust DESC, s.id LIMIT ?"
+        )
+        return self._read(sql, [expression, *params, want])
 
     # ------------------------------------------------------------ flags and reviews
 

@@ -16,21 +16,28 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 _STOP = frozenset(keyword.kwlist) | {"self", "cls", "print", "None", "True", "False"}
 MAX_TERMS = 16
+STOPWORDS = frozenset(
+    "a an and are as at be by for from how i in into is it of on or per the this to using "
+    "use via what with".split()
+)
 
 
 def query_terms(query: str) -> list[str]:
-    """The searchable words of ``query``, lower-cased, in order, without repeats."""
+    """The searchable words of ``query``, lower-cased, in order, without repeats or stopwords."""
     seen: dict[str, None] = {}
     for word in _WORD.findall(query or ""):
         seen.setdefault(word.lower(), None)
-    return list(seen)[:MAX_TERMS]
+    terms = list(seen)
+    content = [t for t in terms if t not in STOPWORDS]
+    return (content or terms)[:MAX_TERMS]
 
 
-def match_expression(query: str, *, any_term: bool = False, prefix_last: bool = True) -> str | None:
+def match_expression(query: str, *, any_term: bool = False, prefix_last: bool = False) -> str | None:
     """An FTS5 MATCH expression for ``query``, or None when it holds no searchable word.
 
-    All terms must match unless ``any_term``; the last term also matches as a
-    prefix so that search-as-you-type finds ``kaplan`` from ``kap``.
+    All terms must match unless ``any_term``; with ``prefix_last`` the last
+    term also matches as a prefix, so that search-as-you-type finds
+    ``kaplan`` from ``kap``. Common English words are left out.
     """
     terms = query_terms(query)
     if not terms:
