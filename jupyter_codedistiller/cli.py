@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -197,7 +198,215 @@ def cmd_status(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
         out.write(f"{key:<10} {json.dumps(value, sort_keys=True)}\n")
 
 
+def cmd_add(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
+    from .distill import sources
+
+    src = sources.add(lib, args.source, name=args.name)
+    if src.kind == "package":
+        what = f"{src.settings.get('package')} {src.settings.get('version_at_add')}"
+    else:
+        head = (src.settings.get("head_at_add") or "")[:12]
+        what = f"{src.url} at {head}" + (f" on {src.settings['ref']}" if src.settings.get("ref")
+                                         else "")
+    out.write(f"added {src.kind} source {src.id}: {what}, license {src.license}; "
+              f"distil it with `{PROG} refresh {src.id}`\n")
+
+
+def cmd_remove(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
+    from .distill import sources
+
+    n = sources.remove(lib, args.source)
+    out.write(f"removed source {args.source}; {n} snippets retired (kept for audits)\n")
+
+
+def cmd_sources(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
+    from .distill import sources
+
+    rows = [sources.describe(s) for s in lib.sources()]
+    if args.json:
+        json.dump(rows, out, ensure_ascii=False, sort_keys=True)
+        out.write("\n")
+        return
+    if not rows:
+        out.write(f"no sources; add one with `{PROG} add URL|PATH|pkg:NAME`\n")
+        return
+    for r in rows:
+        pin = r["pin"][:12] if r["pin"] else "never distilled"
+        out.write(f"{r['id']:<20} {r['kind']:<8} {r['state']:<6} {pin:<15} "
+                  f"{r['last_refresh'] or '-':<26} {r['url']}\n")
+        if r["last_error"]:
+            out.write(f"{'':<20} error: {r['last_error']}"
+                      + (f" ({r['last_error_when']})" if r["last_error_when"] else "") + "\n")
+
+
+class TerminalProgress:
+    """A one-line text progress bar on a terminal, redrawn in place."""
+
+    def __init__(self, stream: TextIO, width: int = 24) -> None:
+        self.stream = stream
+        self.width = width
+        self.shown = False
+
+    def __call__(self, stage: str, done: int, total: int, detail: str) -> None:
+        if stage == "done":
+            self.close()
+            return
+        filled = self.width * done // total if total else 0
+        bar = "#" * filled + "." * (self.width - filled)
+        line = f"[{bar}] {stage:<8} {done}/{total} {detail}"
+        columns = shutil.get_terminal_size((80, 20)).columns
+        self.stream.write("\r" + line[: columns - 1].ljust(columns - 1))
+        self.stream.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            columns = shutil.get_terminal_size((80, 20)).columns
+            self.stream.write("\r" + " " * (columns - 1) + "\r")
+            self.stream.flush()
+            self.shown = False
+
+
+def cmd_refresh(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
+    from .distill.refresh import refresh
+
+    settings = None
+    if args.timeout:
+        from .distill.sandbox import SandboxSettings
+
+        settings = SandboxSettings(timeout=float(args.timeout))
+    llm = None
+    if getattr(args, "llm", False):
+        from .distill.llm import LLMConfig, LLMUnavailable
+
+        try:
+            llm = LLMConfig.resolve(lib.path.parent)
+        except LLMUnavailable as exc:  # the static refresh goes on without it
+            print(f"{PROG}: {exc}", file=sys.stderr)
+    bar = TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
+    try:
+        report = refresh(lib, args.sources or None, workers=args.workers,
+                         validate=not args.no_validate, settings=settings, progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    out.write(report.summary() + "\n")
+    for problem in report.problems:
+        out.write(f"  {problem}\n")
+    if llm is not None:
+        _llm_pass(lib, [r.source_id for r in report.sources if not r.error], llm, settings, out)
+    if report.errors:
+        raise CommandError("; ".join(f"{sid}: {msg}" for sid, msg in report.errors.items()))
+
+
+def _llm_pass(lib: Library, source_ids: list[str], config: Any, settings: Any, out: TextIO,
+              **options: Any) -> None:
+    from .distill.generate import llm_pass
+    from .distill.llm import LLMError
+
+    try:
+        report = llm_pass(lib, source_ids, config=config, settings=settings, **options)
+    except LLMError as exc:
+        raise CommandError(str(exc)) from None
+    out.write(report.summary() + "\n")
+    for problem in report.problems:
+        out.write(f"  {problem}\n")
+    if report.errors:
+        raise CommandError("; ".join(f"{sid}: {msg}" for sid, msg in report.errors.items()))
+
+
+def cmd_generate(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
+    from .distill.llm import Budget, LLMConfig, LLMUnavailable
+
+    try:
+        config = LLMConfig.resolve(lib.path.parent)
+    except LLMUnavailable as exc:
+        raise CommandError(str(exc)) from None
+    lib.source(args.source)
+    settings = None
+    if args.timeout:
+        from .distill.sandbox import SandboxSettings
+
+        settings = SandboxSettings(timeout=float(args.timeout))
+    budget = Budget()
+    for name, value in (("tokens", args.budget_tokens), ("cost_usd", args.budget_usd),
+                        ("seconds", args.budget_seconds)):
+        if value is not None:
+            setattr(budget, name, value)
+    _llm_pass(lib, [args.source], config, settings, out, budget=budget, iterations=args.iterations,
+              force=True)
+
+
+def cmd_insert(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
+    from .provenance import cell_source, insert_blockers, insert_warnings
+    from .settings import SettingsError, load_settings
+
+    s = lib.get(args.id)
+    try:
+        policy = load_settings(lib.path.parent).policy
+    except SettingsError as exc:
+        raise CommandError(str(exc)) from None
+    blockers = insert_blockers(s, policy)
+    if blockers and not args.force:
+        raise CommandError(f"{s.id} not inserted: {'; '.join(blockers)}; use --force to insert anyway")
+    for warning in insert_warnings(s):
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    out.write(cell_source(s) + "\n")
+
+
+def cmd_audit(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
+    from .audit import AuditError, audit, read_notebook, render
+
+    if not args.notebook:
+        raise CommandError("audit needs a notebook file: codedistiller audit NOTEBOOK.ipynb")
+    try:
+        report = render(audit(read_notebook(args.notebook), lib, notebook=args.notebook), args.format)
+    except AuditError as exc:
+        raise CommandError(str(exc)) from None
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8") as fh:
+                fh.write(report)
+        except OSError as exc:
+            raise CommandError(f"cannot write {args.output}: {exc.strerror}") from None
+        out.write(f"audit written to {args.output}\n")
+    else:
+        out.write(report)
+
+
+def cmd_config(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
+    from .settings import SettingsError, load_settings, set_setting
+
+    home = lib.path.parent
+    try:
+        settings = set_setting(home, args.name, args.value) if args.value is not None else load_settings(home)
+    except SettingsError as exc:
+        raise CommandError(str(exc)) from None
+    values = settings.to_dict()
+    if args.name and args.name not in values:
+        raise CommandError(f"unknown setting {args.name!r}; use one of {', '.join(values)}")
+    if args.name:
+        values = {args.name: values[args.name]}
+    if args.json:
+        json.dump(values, out, sort_keys=True)
+        out.write("\n")
+    else:
+        out.writelines(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
+
+
+def cmd_daemon(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
+    from .daemon import run_forever
+
+    print(f"{PROG}: daemon for {lib.path.parent} every {args.interval} s (pid {os.getpid()})", file=sys.stderr)
+    run_forever(lib, interval=args.interval, workers=args.workers, timeout=args.timeout, once=args.once)
+
+
 COMMANDS: dict[str, Callable[[Library, argparse.Namespace, TextIO], None]] = {
+    "add": cmd_add,
+    "remove": cmd_remove,
+    "sources": cmd_sources,
+    "refresh": cmd_refresh,
+    "generate": cmd_generate,
     "search": cmd_search,
     "show": cmd_show,
     "why": cmd_why,
@@ -207,6 +416,10 @@ COMMANDS: dict[str, Callable[[Library, argparse.Namespace, TextIO], None]] = {
     "export": cmd_export,
     "import": cmd_import,
     "status": cmd_status,
+    "insert": cmd_insert,
+    "audit": cmd_audit,
+    "config": cmd_config,
+    "daemon": cmd_daemon,
 }
 
 

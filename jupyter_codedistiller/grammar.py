@@ -20,6 +20,10 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise GrammarError(f"{self.prog}: {message}")
 
+    def print_help(self, file: object = None) -> NoReturn:
+        # argparse's --help action prints, then exits; the text travels in HelpShown instead.
+        raise HelpShown(self.format_help())
+
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         if status:
             raise GrammarError((message or f"{self.prog}: error").strip())
@@ -127,6 +131,33 @@ def build_parser(prog: str = "codedistiller") -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_positive, help="parallel validations (default: cores)")
     p.add_argument("--no-validate", action="store_true", help="extract only; do not run")
     p.add_argument("--timeout", type=_positive, help="seconds per validation run")
+    p.add_argument("--llm", action="store_true",
+                   help="then let an LLM write or repair examples (needs OPENAI_API_KEY)")
+
+    p = sub.add_parser("generate", help="let an LLM write and repair examples for one source")
+    p.add_argument("source", help="source id")
+    p.add_argument("--iterations", type=_positive, default=3,
+                   help="sandbox runs per example, repairs included (default 3)")
+    p.add_argument("--budget-tokens", type=_positive, help="token budget for the source")
+    p.add_argument("--budget-usd", type=float, help="cost budget in USD (needs llm_prices)")
+    p.add_argument("--budget-seconds", type=_positive, help="wall-time budget in seconds")
+    p.add_argument("--timeout", type=_positive, help="seconds per validation run")
+
+    p = sub.add_parser("daemon", help="keep the library fresh in the background (one per library)")
+    p.add_argument("--interval", type=_positive, default=3600, help="seconds between passes (default 3600)")
+    p.add_argument("--workers", type=_positive, help="parallel validations (default: 1 or 2)")
+    p.add_argument("--timeout", type=_positive, help="seconds per validation run")
+    p.add_argument("--once", action="store_true", help="one pass, then exit")
+
+    p = sub.add_parser("audit", help="report where a notebook's code came from")
+    p.add_argument("notebook", nargs="?", help="the .ipynb file (magic: default the running notebook)")
+    p.add_argument("--format", choices=("md", "html", "json"), default="md", help="report format")
+    p.add_argument("--output", "-o", help="write the report to this file")
+
+    p = sub.add_parser("config", help="show or change a library setting (e.g. policy)")
+    p.add_argument("name", nargs="?", help="setting name, e.g. policy")
+    p.add_argument("value", nargs="?", help="new value, e.g. open, validated or reviewed")
+    p.add_argument("--json", action="store_true", help="print JSON")
 
     return parser
 

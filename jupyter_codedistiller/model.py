@@ -85,7 +85,7 @@ class Source:
         if not ref or not self.path:
             return base
         lines = ""
-        if self.line_start:
+        if self.line_start and not self.path.endswith(".ipynb"):  # notebooks count cells, not lines
             lines = f"#L{self.line_start}"
             if self.line_end and self.line_end != self.line_start:
                 lines += f"-L{self.line_end}"

@@ -1,0 +1,662 @@
+"""The incremental refresh: from registered sources to stored, validated snippets.
+
+For each source, in order:
+
+1. **fetch**: git sources fetch their branch and move the checkout to it;
+   package sources read the installed distribution's version.
+2. **plan**: the files to extract. The first time (or after a history rewrite,
+   a new extractor version, or ``full=True``) every file; afterwards only the
+   files that ``git diff`` says were added, modified or renamed since the last
+   distilled commit, and those deleted. A package is extracted again in full
+   when its version changed, not at all otherwise.
+3. **extract** the planned candidate files, drop code that repeats code already
+   in the source, and build Snippets whose ids derive from (source, path,
+   anchor), so they stay stable across refreshes.
+4. **store**, in ONE library transaction: upsert the snippets (a changed code
+   gets the next revision), retire every snippet its file no longer yields
+   (all of a deleted file's), and record the distilled commit or version on
+   the source. Killed at any point, the library holds either all of it or
+   none of it; the next refresh redoes what was lost.
+5. **stale**: passed snippets whose imported distributions changed version
+   since they passed become ``stale``.
+6. **validate** pending and stale snippets in parallel in the sandbox, each
+   result in its own short transaction (recorded only if the snippet is still
+   at the revision that ran).
+
+A source that fails (unreachable, not a repository any more, uninstalled) is
+recorded with state ``error`` and its message; the others go on. Progress goes
+to the ``progress`` callback and, throttled, into the library (key
+``distiller``) for other processes to show.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..library import Library, LibraryError
+from ..model import (
+    Origin,
+    RegisteredSource,
+    Snippet,
+    Source,
+    Validation,
+    code_digest,
+    snippet_id,
+    utcnow,
+)
+from . import licenses, sources
+from .sources import SourceError
+
+if TYPE_CHECKING:
+    from .candidates import Candidate
+
+PROGRESS_KEY = "distiller"
+PROGRESS_INTERVAL = 1.0  # seconds between progress writes into the library
+SCRIPT_KINDS = ("script", "gallery-cell", "notebook")  # run with their own folder on the path
+
+
+class Progress(Protocol):
+    """Called as work advances: ``stage`` is fetch, extract, store, validate or done."""
+
+    def __call__(self, stage: str, done: int, total: int, detail: str) -> None: ...
+
+
+COUNT_NAMES = ("added", "updated", "revived", "unchanged", "retired", "stale",
+               "passed", "failed", "timeout", "skipped", "secrets")
+
+
+@dataclass
+class SourceReport:
+    """What one refresh did to one source."""
+
+    source_id: str
+    kind: str = ""
+    pin: str | None = None  # the commit or version distilled
+    full: bool = False  # every file was extracted, not only the changed ones
+    files: int = 0  # files extracted
+    added: int = 0
+    updated: int = 0
+    revived: int = 0
+    unchanged: int = 0
+    retired: int = 0
+    stale: int = 0
+    passed: int = 0
+    failed: int = 0
+    timeout: int = 0
+    skipped: int = 0
+    pending: int = 0  # left unvalidated
+    secrets: int = 0
+    problems: list[str] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+    def counts(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in (*COUNT_NAMES, "files", "pending")}
+
+
+@dataclass
+class RefreshReport:
+    """What one refresh did, source by source."""
+
+    sources: list[SourceReport] = field(default_factory=list)
+    validated: bool = True
+    seconds: float = 0.0
+
+    def totals(self) -> dict[str, int]:
+        totals = dict.fromkeys((*COUNT_NAMES, "files", "pending"), 0)
+        for rep in self.sources:
+            for name, value in rep.counts().items():
+                totals[name] += value
+        return totals
+
+    @property
+    def problems(self) -> list[str]:
+        return [p for rep in self.sources for p in rep.problems]
+
+    @property
+    def errors(self) -> dict[str, str]:
+        return {rep.source_id: rep.error for rep in self.sources if rep.error}
+
+    def summary(self) -> str:
+        """The closing line: what was added, updated, retired, and how validation went."""
+        t = self.totals()
+        n = len(self.sources)
+        line = (f"{n} source{'s' * (n != 1)}: {t['added']} added, {t['updated']} updated, "
+                f"{t['retired']} retired, {t['passed']} passed, {t['failed']} failed, "
+                f"{t['timeout']} timed out, {t['skipped']} skipped")
+        if t["revived"]:
+            line += f", {t['revived']} revived"
+        if t["stale"]:
+            line += f", {t['stale']} stale"
+        if t["pending"]:
+            line += f"; {t['pending']} not validated"
+        if t["secrets"]:
+            line += f"; {t['secrets']} with secrets not stored"
+        if self.problems:
+            line += f"; {len(self.problems)} problem{'s' * (len(self.problems) != 1)}"
+        if self.errors:
+            line += f"; {len(self.errors)} source{'s' * (len(self.errors) != 1)} failed"
+        return line + f" ({self.seconds:.1f} s)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sources": [asdict(r) for r in self.sources], "totals": self.totals(),
+                "problems": self.problems, "errors": self.errors, "seconds": self.seconds}
+
+
+# ---------------------------------------------------------------- progress
+
+
+class _Publisher:
+    """Forwards progress to the callback at once and to the library at most once a second."""
+
+    def __init__(self, library: Library, callback: Progress | None) -> None:
+        self.library = library
+        self.callback = callback
+        self.last = 0.0
+        self.step = ""
+
+    def __call__(self, source_id: str, stage: str, done: int, total: int, detail: str = "") -> None:
+        text = f"{source_id} {detail}".strip()
+        if self.callback is not None:
+            try:
+                self.callback(stage, done, total, text)
+            except Exception:  # a broken progress display must not stop the refresh
+                self.callback = None
+        now = time.monotonic()
+        if stage != self.step or done >= total or now - self.last >= PROGRESS_INTERVAL:
+            self.last, self.step = now, stage
+            self.library.set_progress(PROGRESS_KEY, {
+                "source": source_id, "step": stage, "done": done, "total": total,
+                "detail": detail, "pid": os.getpid(),
+            })
+
+
+# ---------------------------------------------------------------- planning
+
+
+@dataclass
+class Plan:
+    """What to read for one source this time, and what the snippets will pin."""
+
+    root: Path
+    files: list[str]
+    deleted: list[str] = field(default_factory=list)
+    full: bool = False
+    commit: str | None = None
+    version: str | None = None
+    ref: str | None = None
+    license: str = licenses.UNKNOWN
+    repository: str | None = None
+    package: str | None = None
+    python_path: list[str] = field(default_factory=list)
+    virtual: dict[str, bytes] = field(default_factory=dict)
+
+
+def _extractor_version() -> str | None:
+    from . import extract
+
+    version = getattr(extract, "EXTRACTOR_VERSION", None)
+    return str(version) if version is not None else None
+
+
+def _project_name(root: Path) -> str | None:
+    """The distribution a repository builds, from pyproject.toml or setup.cfg, if it says."""
+    try:
+        import tomllib
+
+        name = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8")).get(
+            "project", {}).get("name")
+        if isinstance(name, str) and name:
+            return name
+    except (ImportError, OSError, UnicodeDecodeError, ValueError):  # no tomllib before 3.11
+        pass
+    try:
+        text = (root / "setup.cfg").read_text(encoding="utf-8")
+        m = re.search(r"^\[metadata\][^\[]*?^name\s*=\s*(\S+)", text, re.M | re.S)
+        if m:
+            return m.group(1)
+    except (OSError, UnicodeDecodeError):
+        pass
+    return None
+
+
+def _plan_git(library: Library, src: RegisteredSource, full: bool) -> Plan:
+    checkout = Path(src.location) if src.location else sources.checkout_path(library, src.id)
+    ref = src.settings.get("ref")
+    if not (checkout / ".git").is_dir():  # never cloned here, or the checkout was deleted
+        checkout.parent.mkdir(parents=True, exist_ok=True)
+        sources.clone(src.url, checkout, ref=ref)
+    commit = sources.fetch(checkout, src.url, ref)
+    plan = Plan(root=checkout, files=[], commit=commit, ref=ref,
+                license=licenses.for_tree(checkout),
+                repository=src.settings.get("repository"), package=_project_name(checkout))
+    plan.python_path = [str(checkout)]
+    if (checkout / "src").is_dir():
+        plan.python_path.append(str(checkout / "src"))
+    old = src.last_commit
+    if not full and old and old != commit:
+        try:
+            changes = sources.changes_between(checkout, old, commit)
+            plan.files, plan.deleted = changes.changed, changes.deleted
+        except SourceError:  # the last distilled commit is gone (a re-clone): read everything
+            full = True
+    if full or not old:
+        plan.full = True
+        plan.files = sources.tracked_files(checkout, commit)
+    return plan
+
+
+def _standard_site_dirs() -> set[str]:
+    import site
+    import sysconfig
+
+    dirs = {sysconfig.get_paths().get(k) for k in ("purelib", "platlib")}
+    try:
+        dirs.update(site.getsitepackages())
+        dirs.add(site.getusersitepackages())
+    except AttributeError:  # some virtualenvs' site module lacks these
+        pass
+    return {os.path.realpath(d) for d in dirs if d}
+
+
+def _plan_package(src: RegisteredSource, full: bool) -> Plan:
+    info = sources.package_info(src.settings.get("package") or src.url.removeprefix("pkg:"))
+    plan = Plan(root=info.root, files=[], version=info.version, license=info.license,
+                repository=info.repository, package=info.name, virtual=info.virtual)
+    if os.path.realpath(info.root) not in _standard_site_dirs():
+        plan.python_path = [str(info.root)]
+    if full or src.last_version != info.version:
+        plan.full = True
+        plan.files = sorted({*info.files, *info.virtual})
+    return plan
+
+
+# ---------------------------------------------------------------- extraction
+
+
+def _snippet(src: RegisteredSource, plan: Plan, c: Candidate) -> Snippet:
+    from .imports import imports_of, requirements_for
+
+    imports = list(c.imports) or imports_of(c.code)
+    return Snippet(
+        id=snippet_id(src.id, c.path, c.anchor),
+        code=c.code,
+        title=c.title or f"{c.path} ({c.anchor})",
+        summary=c.summary,
+        tags=list(c.tags),
+        imports=imports,
+        requirements=requirements_for(imports),
+        source=Source(
+            kind=src.kind, url=src.url, commit=plan.commit, ref=plan.ref, path=c.path,
+            line_start=c.line_start, line_end=c.line_end, package=plan.package,
+            version=plan.version, license=plan.license, repository=plan.repository,
+            source_id=src.id,
+        ),
+        origin=Origin(kind=c.origin, details={"extracted_from": c.kind, "anchor": c.anchor}),
+        validation=Validation(status="pending"),
+    )
+
+
+def _extract(src: RegisteredSource, plan: Plan, rep: SourceReport, publish: _Publisher,
+             stored: dict[str, tuple[str, str]]) -> tuple[list[Snippet], set[str]]:
+    """Snippets from the planned files, and the paths whose extraction broke (kept as they are)."""
+    from . import extract
+
+    files = [p for p in plan.files if extract.is_candidate_file(p)]
+    broken: set[str] = set()
+    found: list[Candidate] = []
+    for i, path in enumerate(files, 1):
+        publish(src.id, "extract", i, len(files), path)
+        try:
+            data = sources.read_file(plan.root, path, plan.virtual)
+        except OSError as exc:
+            rep.problems.append(f"{src.id}: {path}: cannot read: {exc.strerror or exc}")
+            broken.add(path)
+            continue
+        try:
+            result = extract.extract_file(path, data)
+        except Exception as exc:  # an extractor bug must not stop the other files
+            rep.problems.append(f"{src.id}: {path}: extraction failed: {type(exc).__name__}: {exc}")
+            broken.add(path)
+            continue
+        rep.files += 1
+        rep.secrets += result.secrets
+        rep.problems += [p if p.startswith(f"{src.id}:") else f"{src.id}: {p}"
+                         for p in result.problems]
+        found += result.candidates
+    # Code already stored from a file not extracted this time wins over a new copy of it.
+    replanned = set(plan.files) | set(plan.deleted)
+    kept_digests = {digest for path, digest in stored.values() if path not in replanned}
+    snippets: dict[str, Snippet] = {}
+    for c in extract.dedupe(found):
+        if code_digest(c.code) in kept_digests:
+            continue
+        s = _snippet(src, plan, c)
+        if s.id in snippets:
+            rep.problems.append(f"{src.id}: {c.path}: two examples share the anchor {c.anchor!r}; "
+                                "kept the first")
+            continue
+        snippets[s.id] = s
+    return list(snippets.values()), broken
+
+
+# ---------------------------------------------------------------- storing
+
+
+def _store(library: Library, src: RegisteredSource, plan: Plan, snippets: list[Snippet],
+           broken: set[str], stored: dict[str, tuple[str, str]], rep: SourceReport,
+           extractor: str | None) -> None:
+    """Upsert, retire and record the source's new pin: one transaction."""
+    new_ids = {s.id for s in snippets}
+    if plan.full:
+        gone = {sid for sid, (path, _) in stored.items() if path not in broken}
+    else:
+        touched = (set(plan.files) | set(plan.deleted)) - broken
+        gone = {sid for sid, (path, _) in stored.items() if path in touched}
+    with library.transaction():
+        current = library.source(src.id)
+        if current.state == "removed":
+            raise SourceError(f"source {src.id} was removed during the refresh")
+        counts = library.upsert(snippets)
+        rep.retired = library.retire(sorted(gone - new_ids))
+        current.last_commit = plan.commit
+        current.last_version = plan.version
+        current.license = plan.license
+        current.state = "ok"
+        current.last_refresh = utcnow()
+        current.last_error = None
+        current.settings.pop("last_error_when", None)
+        if extractor is not None:
+            current.settings["extractor"] = extractor
+        library.save_source(current)
+    for name in ("added", "updated", "revived", "unchanged"):
+        setattr(rep, name, counts.get(name, 0))
+
+
+def _record_error(library: Library, source_id: str, message: str) -> None:
+    try:
+        current = library.source(source_id)
+    except LibraryError:
+        return
+    if current.state == "removed":
+        return
+    current.state = "error"
+    current.last_error = message
+    current.settings["last_error_when"] = utcnow()
+    library.save_source(current)
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _snippets_with(library: Library, source_id: str, statuses: Iterable[str]) -> list[Snippet]:
+    """Active snippets of a source whose validation is in ``statuses``."""
+    out: list[Snippet] = []
+    for status in statuses:
+        offset = 0
+        while True:
+            page = library.search("", limit=500, offset=offset, source=source_id,
+                                  validation=status, include_rejected=True)
+            out += [r.snippet for r in page]
+            if len(page) < 500:
+                break
+            offset += 500
+    return out
+
+
+def installed_versions(names: Iterable[str],
+                       interpreter: str | None = None) -> dict[str, str | None]:
+    """Installed versions of distributions, in this interpreter or in ``interpreter``."""
+    names = sorted(set(names))
+    if not names:
+        return {}
+    if not interpreter or os.path.realpath(interpreter) == os.path.realpath(sys.executable):
+        from .imports import installed_version
+
+        return {n: installed_version(n) for n in names}
+    script = ("import json, sys, importlib.metadata as m\n"
+              "def v(n):\n    try: return m.version(n)\n    except Exception: return None\n"
+              "print(json.dumps({n: v(n) for n in json.loads(sys.argv[1])}))")
+    try:
+        done = subprocess.run([interpreter, "-I", "-c", script, json.dumps(names)],
+                              capture_output=True, text=True, timeout=60,
+                              cwd=os.path.expanduser("~"))
+        return json.loads(done.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return {}
+
+
+def mark_stale(library: Library, source_id: str, interpreter: str | None = None) -> int:
+    """Passed snippets whose imported distributions changed version since they passed
+    become ``stale``; returns how many."""
+    passed = [s for s in _snippets_with(library, source_id, ["passed"]) if s.validation.packages]
+    now = installed_versions({d for s in passed for d in s.validation.packages}, interpreter)
+    if not now:
+        return 0
+    changed: list[tuple[Snippet, str]] = []
+    for s in passed:
+        moves = [f"{d} {old} -> {now.get(d) or 'not installed'}"
+                 for d, old in sorted(s.validation.packages.items())
+                 if d in now and now[d] != old]
+        if moves:
+            changed.append((s, "environment changed: " + ", ".join(moves)))
+    if not changed:
+        return 0
+    with library.transaction():
+        for s, reason in changed:
+            v = Validation(**{**asdict(s.validation), "status": "stale", "reason": reason})
+            library.set_validation(s.id, v, revision=s.revision)
+    return len(changed)
+
+
+def _validate(library: Library, src: RegisteredSource, plan: Plan | None, rep: SourceReport,
+              publish: _Publisher, workers: int, settings: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    from . import sandbox
+
+    todo = _snippets_with(library, src.id, ["pending", "stale"])
+    if not todo:
+        return
+    base = list(plan.python_path) if plan else []
+    root = plan.root if plan else None
+
+    def run(s: Snippet) -> str:
+        path = list(base)
+        if root is not None and s.origin.details.get("extracted_from") in SCRIPT_KINDS:
+            folder = (root / s.source.path).parent
+            if folder.is_dir():
+                path.insert(0, str(folder))
+        v = sandbox.validate(s.code, python_path=path, settings=settings,
+                             requirements=s.requirements)
+        library.set_validation(s.id, v, revision=s.revision)
+        return v.status
+
+    publish(src.id, "validate", 0, len(todo))
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="codedistiller-validate")
+    try:
+        futures = {pool.submit(run, s): s for s in todo}
+        for done, fut in enumerate(as_completed(futures), 1):
+            s = futures[fut]
+            try:
+                status = fut.result()
+            except Exception as exc:  # the sandbox itself broke: leave the snippet pending
+                rep.problems.append(f"{src.id}: {s.source.path}: could not validate {s.id}: "
+                                    f"{type(exc).__name__}: {exc}")
+                rep.pending += 1
+            else:
+                if status in ("passed", "failed", "timeout", "skipped"):
+                    setattr(rep, status, getattr(rep, status) + 1)
+                else:
+                    rep.pending += 1
+            publish(src.id, "validate", done, len(todo), s.source.path)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# ---------------------------------------------------------------- the refresh
+
+
+class _SourceLock:
+    """An exclusive, non-blocking lock on one source, so two refreshes never share a checkout."""
+
+    def __init__(self, library: Library, source_id: str) -> None:
+        self.path = sources.sources_dir(library) / f".{source_id}.lock"
+        self.fh: Any = None
+
+    def acquire(self) -> bool:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks; trust the caller
+            return True
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = open(self.path, "a")  # noqa: SIM115 - held until release()
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.fh.close()
+            self.fh = None
+            return False
+        return True
+
+    def release(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    message = text[0] if text else type(exc).__name__
+    if not isinstance(exc, (SourceError, LibraryError)):
+        message = f"{type(exc).__name__}: {message}"
+    return message
+
+
+def refresh_source(library: Library, src: RegisteredSource, *, workers: int | None = None,
+                   validate: bool = True, settings: Any = None, full: bool = False,
+                   publish: _Publisher | None = None) -> SourceReport:
+    """Refresh one registered source (see the module docstring).
+
+    Never raises for the source's own failures: they end up in the report's
+    ``error`` and on the source (state ``error``). KeyboardInterrupt (also
+    raised by a progress callback to stop) goes through after the run is
+    recorded as interrupted.
+    """
+    started = time.monotonic()
+    publish = publish or _Publisher(library, None)
+    rep = SourceReport(source_id=src.id, kind=src.kind)
+    lock = _SourceLock(library, src.id)
+    if not lock.acquire():
+        rep.problems.append(f"{src.id}: skipped: another refresh is working on it")
+        return rep
+    try:
+        run_id = library.start_run(src.id)
+        outcome: str | None = "interrupted"
+        try:
+            plan = _distil(library, src, rep, publish, full)
+            if plan is not None:
+                rep.stale = mark_stale(library, src.id, getattr(settings, "interpreter", None))
+                if validate:
+                    _validate(library, src, plan, rep, publish, workers or os.cpu_count() or 1,
+                              settings)
+                else:
+                    rep.pending = rep.added + rep.updated + rep.stale
+            outcome = rep.error
+        except Exception as exc:  # the validation machinery broke; what was stored stays stored
+            rep.error = outcome = f"validation failed: {_one_line(exc)}"
+        finally:
+            library.finish_run(run_id, rep.counts(), outcome)
+    finally:
+        lock.release()
+    rep.seconds = time.monotonic() - started
+    return rep
+
+
+def _distil(library: Library, src: RegisteredSource, rep: SourceReport, publish: _Publisher,
+            full: bool) -> Plan | None:
+    """Fetch, extract and store one source; None (and the error recorded) when it failed."""
+    try:
+        publish(src.id, "fetch", 0, 1)
+        extractor = _extractor_version()
+        full = full or (extractor is not None and src.settings.get("extractor") != extractor)
+        if src.kind == "package":
+            plan = _plan_package(src, full)
+        else:
+            plan = _plan_git(library, src, full)
+        rep.full, rep.pin = plan.full, plan.commit or plan.version
+        publish(src.id, "fetch", 1, 1, (rep.pin or "")[:12])
+        stored = library.digests_for_source(src.id)
+        snippets, broken = _extract(src, plan, rep, publish, stored)
+        publish(src.id, "store", 0, 1, f"{len(snippets)} snippets")
+        _store(library, src, plan, snippets, broken, stored, rep, extractor)
+        publish(src.id, "store", 1, 1, f"{len(snippets)} snippets")
+    except Exception as exc:
+        rep.error = _one_line(exc)
+        _record_error(library, src.id, rep.error)
+        return None
+    if plan.commit and plan.commit != src.last_commit:
+        try:  # keep the distilled commit reachable, so the next diff can start from it
+            sources.run_git(["update-ref", "refs/codedistiller/distilled", plan.commit],
+                            cwd=plan.root)
+        except SourceError:
+            pass
+    return plan
+
+
+def refresh(
+    library: Library,
+    source_ids: Iterable[str] | None = None,
+    *,
+    workers: int | None = None,
+    validate: bool = True,
+    settings: Any = None,
+    progress: Progress | None = None,
+    full: bool = False,
+) -> RefreshReport:
+    """Refresh the given sources (default: every registered one) and return what happened.
+
+    Unknown source ids raise NotFound before anything is done. ``settings``
+    is a ``sandbox.SandboxSettings`` (interpreter, timeout, ...); ``workers``
+    bounds parallel validations (default: the number of cores); ``full``
+    extracts every file again instead of only the changed ones.
+    """
+    from .imports import forget_environment
+
+    started = time.monotonic()
+    if source_ids:
+        chosen = [library.source(i) for i in dict.fromkeys(source_ids)]
+        removed = [s.id for s in chosen if s.state == "removed"]
+        if removed:
+            raise LibraryError(f"source {removed[0]!r} was removed; add it again to refresh it")
+    else:
+        chosen = library.sources()
+    forget_environment()
+    publish = _Publisher(library, progress)
+    report = RefreshReport(validated=validate)
+    for src in chosen:
+        report.sources.append(refresh_source(library, src, workers=workers, validate=validate,
+                                             settings=settings, full=full, publish=publish))
+    report.seconds = time.monotonic() - started
+    totals = report.totals()
+    library.set_progress(PROGRESS_KEY, {
+        "source": None, "step": "idle", "done": len(chosen), "total": len(chosen),
+        "detail": report.summary(), "pid": os.getpid(), "finished": utcnow(),
+        "counts": {k: totals[k] for k in ("added", "updated", "retired", "passed", "failed")},
+    })
+    if progress is not None:
+        try:
+            progress("done", len(chosen), len(chosen), report.summary())
+        except Exception:
+            pass
+    return report
+
