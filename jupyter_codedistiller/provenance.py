@@ -112,3 +112,40 @@ def cell_metadata(s: Snippet) -> dict[str, Any]:
         "validation": {"status": s.validation.status, "when": s.validation.when},
         "review": {"status": s.review.status},
     }
+
+
+def insert_blockers(s: Snippet, policy: str = "open") -> list[str]:
+    """Why inserting ``s`` needs ``--force``, one short clause each; empty when nothing blocks.
+
+    Whatever the policy, open flags, a failed validation, a rejection or
+    retirement block; the team policy ``validated`` also blocks what has not
+    passed, and ``reviewed`` what no person approved.
+    """
+    reasons = []
+    if policy == "validated" and s.validation.status != "passed":
+        reasons.append(f"the team policy is 'validated' and its validation is {s.validation.status}")
+    if policy == "reviewed" and s.review.status != "approved":
+        reasons.append(f"the team policy is 'reviewed' and it is {s.review.status}")
+    if s.open_flags:
+        n = len(s.open_flags)
+        reasons.append(f"it has {n} open flag{'s' if n > 1 else ''} "
+                       f"({'; '.join(f.reason for f in s.open_flags[:3])})")
+    if s.validation.status in ("failed", "timeout"):
+        reasons.append("its validation " + ("failed" if s.validation.status == "failed"
+                                            else "timed out"))
+    if s.review.status == "rejected":
+        reasons.append("a reviewer rejected it")
+    if s.lifecycle == "retired":
+        reasons.append("it is retired (gone upstream)")
+    return reasons
+
+
+def insert_warnings(s: Snippet) -> list[str]:
+    """What the person inserting ``s`` must be told even when nothing blocks it."""
+    out = []
+    if s.origin.llm and s.review.status != "approved":
+        verb = "generated" if s.origin.kind == "generated" else "adapted"
+        model = f" ({s.origin.model})" if s.origin.model else ""
+        out.append(f"this code was {verb} by an LLM{model} and no person has reviewed it; "
+                   "read it before you run it")
+    return out

@@ -1,0 +1,244 @@
+"""HTML views of results, snippets, provenance and library status, for notebook output.
+
+Every piece of text that comes from the library (titles, summaries, code,
+paths, reasons, notes, URLs) is escaped here; links are emitted only for
+``http(s)`` URLs. Styles are inline because notebook output carries no
+stylesheet of ours. No Jupyter imports: the functions return strings.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from .badges import Badge, badges
+from .library import SearchResult
+from .model import RegisteredSource, Snippet
+
+_LEVEL_STYLE = {
+    "good": "background:#e6f4ea;color:#1e6b34;border-color:#9fd3ad",
+    "info": "background:#eef1f5;color:#3c4650;border-color:#c6ced8",
+    "warn": "background:#fff4e0;color:#8a4b00;border-color:#f0c27a",
+    "bad": "background:#fde8e8;color:#a11b1b;border-color:#f1a7a7",
+}
+_BOX = "font-family:var(--jp-ui-font-family,sans-serif);font-size:13px;line-height:1.45"
+_PRE = ("margin:4px 0;padding:6px 8px;background:var(--jp-layout-color2,#f6f8fa);"
+        "border-radius:4px;overflow-x:auto;font-size:12px;white-space:pre")
+_MUTED = "color:var(--jp-ui-font-color2,#666)"
+
+
+def esc(value: object) -> str:
+    """``value`` as text safe inside HTML content and quoted attributes."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def safe_href(url: str | None) -> str | None:
+    """``url`` escaped for an ``href`` if it is a plain http(s) URL, else None."""
+    if not url or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    return esc(url)
+
+
+def link(url: str | None, label: str | None = None) -> str:
+    """An anchor opening ``url`` in a new tab, or the escaped label/URL as text if unsafe."""
+    href = safe_href(url)
+    text = esc(label if label is not None else url or "")
+    if href is None:
+        return text
+    return f'<a href="{href}" target="_blank" rel="noopener noreferrer">{text}</a>'
+
+
+def badge_html(b: Badge) -> str:
+    style = _LEVEL_STYLE.get(b.level, _LEVEL_STYLE["info"])
+    return (f'<span class="cd-badge cd-{esc(b.kind)} cd-{esc(b.level)}" title="{esc(b.kind)}" '
+            f'style="display:inline-block;padding:0 6px;margin:0 3px 0 0;border:1px solid;'
+            f'border-radius:8px;font-size:11px;{style}">{esc(b.label)}</span>')
+
+
+def badges_html(s: Snippet) -> str:
+    return "".join(badge_html(b) for b in badges(s))
+
+
+def _where(s: Snippet) -> str:
+    src = s.source
+    lines = f":{src.line_start}-{src.line_end}" if src.line_start else ""
+    return f"{src.path}{lines}"
+
+
+def result_html(r: SearchResult) -> str:
+    """One ranked hit: rank, title, package or repository, badges, file and id, summary."""
+    s = r.snippet
+    summary = s.summary if len(s.summary) <= 240 else s.summary[:239] + "…"
+    return (
+        f'<div class="cd-result" style="{_BOX};padding:4px 0">'
+        f'<b>{r.rank}.</b> <b>{esc(s.title or "(untitled)")}</b> '
+        f'<span style="{_MUTED}">· {esc(s.package_or_repository)}</span> '
+        f"{badges_html(s)}"
+        f'<div style="{_MUTED};font-size:12px"><code>{esc(s.id)}</code> {esc(_where(s))}'
+        f" · {esc(s.source.license)}</div>"
+        + (f'<div style="font-size:12px">{esc(summary)}</div>' if summary else "")
+        + "</div>"
+    )
+
+
+def results_html(results: Sequence[SearchResult], *, query: str = "", total: int | None = None,
+                 hint: bool = True) -> str:
+    """The ranked list for a search; ``hint`` adds how to insert or inspect a result."""
+    if not results:
+        held = f"; the library holds {total}" if total is not None else ""
+        return f'<div style="{_BOX}">No snippets match “{esc(query)}”{esc(held)}.</div>'
+    body = "".join(result_html(r) for r in results)
+    foot = ""
+    if hint:
+        foot = (f'<div style="{_MUTED};font-size:12px;margin-top:4px">'
+                "<code>%distill insert N</code> puts result N in a new cell below; "
+                "<code>%distill why N</code> shows where it came from.</div>")
+    return f'<div class="cd-results" style="{_BOX}">{body}{foot}</div>'
+
+
+def code_html(code: str) -> str:
+    return f'<pre style="{_PRE}"><code>{esc(code.rstrip(chr(10)))}</code></pre>'
+
+
+def _flag_line(f: Any) -> str:
+    state = "open"
+    if f.resolved:
+        state = f"resolved by {f.resolved_by}" + (f": {f.resolution}" if f.resolution else "")
+    return (f"#{esc(f.id)} [{esc(f.kind)}] {esc(f.reason)} "
+            f'<span style="{_MUTED}">({esc(f.by)}, {esc(f.when)}; {esc(state)})</span>')
+
+
+def snippet_html(s: Snippet) -> str:
+    """A snippet as a person reads it: title, badges, where from, summary, flags, code."""
+    parts = [
+        f'<div class="cd-snippet" style="{_BOX}">',
+        f"<b>{esc(s.title or '(untitled)')}</b> {badges_html(s)}",
+        f'<div style="{_MUTED};font-size:12px"><code>{esc(s.id)}</code> revision {s.revision}'
+        f" · from {link(s.source.link(), s.package_or_repository)}: {esc(_where(s))}"
+        f" · license {esc(s.source.license)}</div>",
+    ]
+    if s.summary:
+        parts.append(f"<div>{esc(s.summary)}</div>")
+    for f in s.flags:
+        parts.append(f'<div style="font-size:12px">flag {_flag_line(f)}</div>')
+    parts.append(code_html(s.code))
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _rows(rows: Iterable[tuple[str, str]]) -> str:
+    cells = "".join(
+        f'<tr><th style="text-align:left;vertical-align:top;padding:1px 10px 1px 0;'
+        f'font-weight:600;white-space:nowrap">{esc(k)}</th>'
+        f'<td style="text-align:left;padding:1px 0">{v}</td></tr>'
+        for k, v in rows
+    )
+    return f'<table style="border-collapse:collapse;margin:2px 0">{cells}</table>'
+
+
+def provenance_html(s: Snippet) -> str:
+    """The full provenance: link at commit and lines, license, making, validation, review, flags.
+
+    Values are passed through :func:`esc`; the caller gets markup only of our own making.
+    """
+    src, v, o = s.source, s.validation, s.origin
+    rows: list[tuple[str, str]] = [("source", f"{esc(src.kind)} {link(src.url) if src.url else ''}")]
+    if src.commit:
+        rows.append(("commit", f"<code>{esc(src.commit)}</code>"))
+    if src.package:
+        rows.append(("package", esc(f"{src.package} {src.version or ''}".rstrip())))
+    where = src.path + (f" lines {src.line_start}-{src.line_end}" if src.line_start else "")
+    rows.append(("file", esc(where)))
+    url = src.link()
+    if url:
+        rows.append(("link", link(url)))
+    rows.append(("license", esc(src.license)))
+    made = o.kind + (f" by {o.model}" if o.model else "")
+    if o.prompt_version:
+        made += f" (prompt {o.prompt_version})"
+    rows.append(("made", esc(made)))
+    checked = v.status + (f" ({v.reason})" if v.reason else "") + (f" on {v.when}" if v.when else "")
+    rows.append(("validation", esc(checked)))
+    if v.interpreter:
+        rows.append(("python", esc(f"{v.python_version or ''} at {v.interpreter}".strip())))
+    if v.duration is not None:
+        rows.append(("took", esc(f"{v.duration:.2f} s, exit code {v.exit_code}")))
+    if v.isolation:
+        rows.append(("sandbox", esc(v.isolation)))
+    if v.packages:
+        rows.append(("packages", esc(", ".join(f"{k} {val}" for k, val in sorted(v.packages.items())))))
+    for label, tail in (("stdout (tail)", v.stdout_tail), ("stderr (tail)", v.stderr_tail)):
+        if tail:
+            text = "\n".join(tail.rstrip("\n").splitlines()[-10:])
+            rows.append((label, f'<pre style="{_PRE}">{esc(text)}</pre>'))
+    history = "".join(
+        f'<div>{esc(e.when)} {esc(e.status)} revision {e.revision} by {esc(e.by)}'
+        + (f": {esc(e.note)}" if e.note else "") + "</div>"
+        for e in s.review.history
+    )
+    rows.append(("review", esc(s.review.status) + history))
+    flags = "".join(f"<div>{_flag_line(f)}</div>" for f in s.flags)
+    rows.append(("flags", f"{len(s.open_flags)} open, {len(s.flags)} in all{flags}"))
+    return (
+        f'<div class="cd-why" style="{_BOX}">'
+        f"<b>{esc(s.title or '(untitled)')}</b> "
+        f'<span style="{_MUTED}">(<code>{esc(s.id)}</code>, revision {s.revision}, '
+        f"{esc(s.lifecycle)})</span> {badges_html(s)}"
+        f"{_rows(rows)}</div>"
+    )
+
+
+def message_html(text: str, level: str = "info") -> str:
+    """One line of feedback; ``level`` is good, info, warn or bad."""
+    style = _LEVEL_STYLE.get(level, _LEVEL_STYLE["info"])
+    return (f'<div class="cd-message cd-{esc(level)}" style="{_BOX};padding:3px 8px;'
+            f'border:1px solid;border-radius:4px;{style}">{esc(text)}</div>')
+
+
+def status_html(st: dict[str, Any]) -> str:
+    """The library's size, counts by state, sources and what long jobs report."""
+    rows = [
+        ("library", esc(f"{st['path']} ({st['size_bytes'] // 1024} KiB, "
+                        f"schema {st['schema_version']})")),
+        ("snippets", esc(f"{st['snippets']} active, {st['retired']} retired, "
+                         f"{st['flagged']} flagged")),
+    ]
+    for key in ("validation", "review", "origin"):
+        rows.append((key, esc(", ".join(f"{v} {k}" for k, v in sorted(st[key].items())) or "none")))
+    rows.append(("sources", str(len(st["sources"]))))
+    for key, value in st.get("progress", {}).items():
+        rows.append((key, f"<code>{esc(json.dumps(value, sort_keys=True))}</code>"))
+    body = _rows(rows)
+    if st["sources"]:
+        body += sources_html([RegisteredSource.from_dict(s) for s in st["sources"]])
+    return f'<div class="cd-status" style="{_BOX}">{body}</div>'
+
+
+def sources_html(sources: Sequence[RegisteredSource]) -> str:
+    """A table of registered sources and how their last refresh went."""
+    if not sources:
+        return (f'<div style="{_BOX}">No sources registered; add one with '
+                "<code>%distill add URL|PATH|pkg:NAME</code>.</div>")
+    head = "".join(f'<th style="text-align:left;padding:1px 10px 1px 0">{h}</th>'
+                   for h in ("id", "kind", "location", "state", "pinned at", "last refresh"))
+    body = ""
+    for s in sources:
+        pin = s.last_commit[:12] if s.last_commit else (s.last_version or "never distilled")
+        state = esc(s.state) + (f': <span style="{_MUTED}">{esc(s.last_error)}</span>'
+                                if s.last_error else "")
+        cells = (esc(s.id), esc(s.kind), link(s.url) if safe_href(s.url) else esc(s.url),
+                 state, f"<code>{esc(pin)}</code>", esc(s.last_refresh or ""))
+        body += "<tr>" + "".join(
+            f'<td style="text-align:left;padding:1px 10px 1px 0">{c}</td>' for c in cells
+        ) + "</tr>"
+    return (f'<table class="cd-sources" style="{_BOX};border-collapse:collapse">'
+            f"<tr>{head}</tr>{body}</table>")
