@@ -1,0 +1,109 @@
+"""Settings of one library, kept beside it in ``settings.json`` so every interface sees the same.
+
+Environment variables override the file: ``CODEDISTILLER_POLICY`` for the
+policy, ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` for the LLM endpoint (the key
+is never written to the file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+POLICIES = ("open", "validated", "reviewed")
+FILE_NAME = "settings.json"
+
+
+class SettingsError(ValueError):
+    """A setting name or value that is not allowed; the message is one line."""
+
+
+@dataclass
+class Settings:
+    """What a team decides for its library."""
+
+    policy: str = "open"
+    llm_code_model: str = ""
+    llm_fast_model: str = ""
+    llm_base_url: str = ""
+    daemon: bool = True
+    daemon_interval: int = 3600
+    workers: int = 0
+    validation_timeout: int = 60
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    kind = {f.name: f.type for f in fields(Settings)}[name]
+    if name == "policy":
+        if raw not in POLICIES:
+            raise SettingsError(f"policy must be one of {', '.join(POLICIES)}; got {raw!r}")
+        return raw
+    if kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{name} must be true or false; got {raw!r}")
+    if kind == "int":
+        try:
+            value = int(raw)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{name} must be a whole number; got {raw!r}") from None
+        if value < 0:
+            raise SettingsError(f"{name} must not be negative")
+        return value
+    return str(raw)
+
+
+def settings_path(home: Path) -> Path:
+    return Path(home) / FILE_NAME
+
+
+def load_settings(home: Path) -> Settings:
+    """The library's settings; a missing file gives the defaults, a broken one an error."""
+    path = settings_path(home)
+    values: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SettingsError(f"cannot read {path}: {exc}") from None
+        if not isinstance(data, dict):
+            raise SettingsError(f"{path} must hold a JSON object")
+        names = {f.name for f in fields(Settings)}
+        values = {k: _coerce(k, v) for k, v in data.items() if k in names}
+    settings = Settings(**values)
+    if os.environ.get("CODEDISTILLER_POLICY"):
+        settings.policy = _coerce("policy", os.environ["CODEDISTILLER_POLICY"])
+    if os.environ.get("OPENAI_BASE_URL") and not settings.llm_base_url:
+        settings.llm_base_url = os.environ["OPENAI_BASE_URL"]
+    return settings
+
+
+def set_setting(home: Path, name: str, value: Any) -> Settings:
+    """Change one setting in the file (atomically) and return the settings now in force."""
+    names = [f.name for f in fields(Settings)]
+    if name not in names:
+        raise SettingsError(f"unknown setting {name!r}; use one of {', '.join(names)}")
+    path = settings_path(home)
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SettingsError(f"cannot read {path}: {exc}") from None
+    data[name] = _coerce(name, value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return load_settings(home)
