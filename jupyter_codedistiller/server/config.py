@@ -1,0 +1,29 @@
+"""The traitlets configuration of the server extension: ``c.CodeDistiller.*``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from traitlets import Int, Unicode
+from traitlets.config import Configurable
+
+from ..home import library_home
+
+
+class CodeDistiller(Configurable):
+    """Settings of the codedistiller server extension."""
+
+    home = Unicode(
+        "",
+        config=True,
+        help="Library home folder (default: $CODEDISTILLER_HOME, else <jupyter data dir>/codedistiller).",
+    )
+    max_body_bytes = Int(
+        64 * 1024,
+        config=True,
+        help="Largest request body the API accepts, in bytes.",
+    )
+
+    def library_home(self) -> Path:
+        """The configured home, resolved to an absolute path."""
+        return library_home(self.home or None).resolve()

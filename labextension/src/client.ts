@@ -1,0 +1,126 @@
+/**
+ * The client of the server API under `/codedistiller/api/`.
+ *
+ * It is given a `Fetcher` that knows the server (base URL, token, XSRF): the
+ * extension passes JupyterLab's `ServerConnection.makeRequest`, the unit
+ * tests a recording fake. Every failed call rejects with an `ApiError`
+ * carrying the server's one-line message.
+ */
+
+import {
+  asSearchResponse,
+  asSnippetDetail,
+  FlagKind,
+  IFlagResponse,
+  IRefreshJob,
+  IReviewResponse,
+  ISearchFilters,
+  ISearchResponse,
+  ISnippetDetail,
+  IStatus,
+  searchQuery
+} from './models';
+
+/** Sends one request to `path` (relative to the API root, query string included). */
+export type Fetcher = (path: string, init: RequestInit) => Promise<Response>;
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+export class CodeDistillerClient {
+  constructor(private readonly fetcher: Fetcher) {}
+
+  search(
+    query: string,
+    filters: ISearchFilters = {},
+    limit = 20,
+    offset = 0
+  ): Promise<ISearchResponse> {
+    const qs = searchQuery(query, filters, limit, offset);
+    return this.request('GET', `search?${qs}`).then(asSearchResponse);
+  }
+
+  snippet(id: string): Promise<ISnippetDetail> {
+    return this.request('GET', `snippets/${encodeURIComponent(id)}`).then(
+      asSnippetDetail
+    );
+  }
+
+  flag(id: string, kind: FlagKind, reason: string, by?: string): Promise<IFlagResponse> {
+    const body: Record<string, string> = { kind, reason };
+    if (by) {
+      body.by = by;
+    }
+    return this.request('POST', `snippets/${encodeURIComponent(id)}/flags`, body);
+  }
+
+  resolveFlag(id: string, flagId: number, note = ''): Promise<IFlagResponse> {
+    return this.request(
+      'POST',
+      `snippets/${encodeURIComponent(id)}/flags/${flagId}/resolve`,
+      { note }
+    );
+  }
+
+  review(
+    id: string,
+    status: 'approved' | 'rejected',
+    note = '',
+    revision?: number
+  ): Promise<IReviewResponse> {
+    const body: Record<string, unknown> = { status, note };
+    if (revision !== undefined) {
+      body.revision = revision;
+    }
+    return this.request('POST', `snippets/${encodeURIComponent(id)}/reviews`, body);
+  }
+
+  status(): Promise<IStatus> {
+    return this.request('GET', 'status');
+  }
+
+  refresh(sources: string[] = []): Promise<{ job: IRefreshJob }> {
+    return this.request('POST', 'refresh', sources.length ? { sources } : {});
+  }
+
+  private async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const init: RequestInit = { method };
+    if (body !== undefined) {
+      init.body = JSON.stringify(body);
+      init.headers = { 'Content-Type': 'application/json' };
+    }
+    let response: Response;
+    try {
+      response = await this.fetcher(path, init);
+    } catch (err) {
+      throw new ApiError(0, `cannot reach the Jupyter server: ${String(err)}`);
+    }
+    const text = await response.text();
+    let data: unknown = null;
+    if (text) {
+      try {
+        data = JSON.parse(text);
+      } catch {
+        data = null;
+      }
+    }
+    if (!response.ok) {
+      const message =
+        data && typeof (data as { message?: unknown }).message === 'string'
+          ? (data as { message: string }).message
+          : `${response.status} ${response.statusText}`.trim();
+      throw new ApiError(response.status, message);
+    }
+    if (data === null) {
+      throw new ApiError(response.status, 'the server answered with no JSON');
+    }
+    return data as T;
+  }
+}

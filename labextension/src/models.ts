@@ -1,0 +1,369 @@
+/**
+ * The JSON the server API answers with (see jupyter_codedistiller/server/openapi.yaml),
+ * and the pure functions that turn it into what the panel shows.
+ *
+ * Nothing here touches the DOM or JupyterLab, so it runs under `node --test`.
+ */
+
+export type BadgeLevel = 'good' | 'info' | 'warn' | 'bad';
+
+export interface IBadge {
+  kind: string;
+  label: string;
+  level: BadgeLevel;
+}
+
+export interface ISource {
+  kind: 'git' | 'package' | 'local';
+  url: string;
+  commit: string | null;
+  ref: string | null;
+  path: string;
+  line_start: number | null;
+  line_end: number | null;
+  package: string | null;
+  version: string | null;
+  license: string;
+  repository: string | null;
+  source_id: string | null;
+}
+
+export interface IOrigin {
+  kind: string;
+  model: string | null;
+  prompt_version: string | null;
+}
+
+export interface IValidation {
+  status: string;
+  reason: string | null;
+  when: string | null;
+  duration: number | null;
+  python_version: string | null;
+  isolation: string | null;
+  exit_code: number | null;
+  packages: Record<string, string>;
+}
+
+export interface IReviewEvent {
+  status: 'approved' | 'rejected';
+  by: string;
+  when: string;
+  revision: number;
+  note: string;
+}
+
+export interface IFlag {
+  id: number | null;
+  kind: string;
+  reason: string;
+  by: string;
+  when: string;
+  revision: number | null;
+  resolved: boolean;
+  resolved_by: string | null;
+  resolved_when: string | null;
+  resolution: string | null;
+}
+
+export interface ISnippet {
+  id: string;
+  code: string;
+  title: string;
+  summary: string;
+  revision: number;
+  language: string;
+  tags: string[];
+  source: ISource;
+  origin: IOrigin;
+  validation: IValidation;
+  review: { status: string; history: IReviewEvent[] };
+  flags: IFlag[];
+  lifecycle: string;
+  code_sha256: string;
+  badges: IBadge[];
+  link: string | null;
+  where: string;
+}
+
+export interface ISearchResult extends ISnippet {
+  rank: number;
+  score: number;
+}
+
+export interface ISearchResponse {
+  query: string;
+  limit: number;
+  offset: number;
+  has_more: boolean;
+  results: ISearchResult[];
+}
+
+export interface ISnippetDetail extends ISnippet {
+  marker: string;
+  cell_source: string;
+  cell_metadata: Record<string, unknown>;
+  insert_blockers: string[];
+  insert_warnings: string[];
+}
+
+export interface IFlagResponse {
+  flag: IFlag;
+  snippet: ISnippet;
+}
+
+export interface IReviewResponse {
+  review: IReviewEvent;
+  snippet: ISnippet;
+}
+
+export interface IRefreshJob {
+  id: number;
+  pid: number;
+  state: 'running' | 'finished' | 'failed';
+  sources: string[];
+  started: string;
+  finished: string | null;
+  exit_code: number | null;
+  log_tail: string[];
+}
+
+export interface IStatus {
+  snippets: number;
+  retired: number;
+  flagged: number;
+  validation: Record<string, number>;
+  review: Record<string, number>;
+  sources: Array<{ id: string; state: string; last_refresh: string | null }>;
+  progress: Record<string, Record<string, unknown>>;
+  refresh: IRefreshJob | null;
+  capabilities: { add_source: boolean; refresh: boolean };
+}
+
+/** What the person narrowed the search to. */
+export interface ISearchFilters {
+  package?: string;
+  validatedOnly?: boolean;
+  reviewedOnly?: boolean;
+}
+
+export const FLAG_KINDS = [
+  'incorrect',
+  'unsafe',
+  'outdated',
+  'license',
+  'other'
+] as const;
+export type FlagKind = (typeof FLAG_KINDS)[number];
+
+/** The cell metadata key holding the provenance record of an inserted snippet. */
+export const METADATA_KEY = 'codedistiller';
+
+/** The query string of `GET search` for a query, filters and page. */
+export function searchQuery(
+  query: string,
+  filters: ISearchFilters,
+  limit: number,
+  offset = 0
+): string {
+  const params = new URLSearchParams();
+  params.set('q', query.trim());
+  params.set('limit', String(limit));
+  if (offset > 0) {
+    params.set('offset', String(offset));
+  }
+  const pkg = (filters.package ?? '').trim();
+  if (pkg) {
+    params.set('package', pkg);
+  }
+  if (filters.validatedOnly) {
+    params.set('validation', 'passed');
+  }
+  if (filters.reviewedOnly) {
+    params.set('review', 'approved');
+  }
+  return params.toString();
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+function text(value: unknown): string {
+  return value === null || value === undefined ? '' : String(value);
+}
+
+const RESTING = new Set(['idle', 'sleeping', 'waiting', 'done', 'stopped']);
+
+/**
+ * One progress entry written by a long job (the distiller's `refresh`, the
+ * background daemon), as a short phrase: `distiller: validating scanpy 3/10`.
+ */
+export function progressText(key: string, entry: Record<string, unknown>): string {
+  const step = text(entry.step ?? entry.state ?? entry.phase);
+  if (!step || RESTING.has(step)) {
+    return `${key}: ${step || 'idle'}`;
+  }
+  const parts = [step];
+  const source = text(entry.source ?? entry.current_source);
+  if (source) {
+    parts.push(source);
+  }
+  const done = entry.done;
+  const total = entry.total;
+  if (typeof done === 'number' && typeof total === 'number') {
+    parts.push(`${done}/${total}`);
+  }
+  return `${key}: ${parts.join(' ')}`;
+}
+
+/** The panel's status line: library size and what the background distiller is doing. */
+export function statusLine(status: IStatus): string {
+  const parts = [plural(status.snippets, 'snippet')];
+  if (status.flagged) {
+    parts.push(`${status.flagged} flagged`);
+  }
+  const job = status.refresh;
+  if (job && job.state === 'running') {
+    parts.push(`refresh running (pid ${job.pid})`);
+  } else if (job && job.state === 'failed') {
+    parts.push(`last refresh failed (exit ${job.exit_code})`);
+  }
+  const activity = Object.keys(status.progress || {})
+    .sort()
+    .map(key => progressText(key, status.progress[key]));
+  parts.push(...(activity.length ? activity : ['distiller idle']));
+  return parts.join(' · ');
+}
+
+/** Lines range of a source, e.g. `#L10-L42`, or empty. */
+export function lineRange(source: ISource): string {
+  if (!source.line_start) {
+    return '';
+  }
+  const end =
+    source.line_end && source.line_end !== source.line_start
+      ? `-L${source.line_end}`
+      : '';
+  return `#L${source.line_start}${end}`;
+}
+
+/** The provenance of a snippet as label/value rows (the panel's "Why"). */
+export function provenanceRows(s: ISnippet): Array<[string, string]> {
+  const src = s.source;
+  const rows: Array<[string, string]> = [
+    ['snippet', `${s.id} revision ${s.revision} (${s.lifecycle})`],
+    ['source', `${src.kind} ${src.repository || src.url}`.trim()]
+  ];
+  if (src.commit) {
+    rows.push(['commit', src.commit]);
+  }
+  if (src.package) {
+    rows.push(['package', `${src.package} ${src.version ?? ''}`.trim()]);
+  }
+  rows.push(['file', `${src.path}${lineRange(src)}`]);
+  rows.push(['license', src.license || 'unknown']);
+  let made = s.origin.kind;
+  if (s.origin.model) {
+    made += ` by ${s.origin.model}`;
+  }
+  rows.push(['made', made]);
+  const v = s.validation;
+  let validation = v.status;
+  if (v.reason) {
+    validation += ` (${v.reason})`;
+  }
+  if (v.when) {
+    validation += ` on ${v.when}`;
+  }
+  if (v.python_version) {
+    validation += `, Python ${v.python_version}`;
+  }
+  if (v.isolation) {
+    validation += `, sandbox ${v.isolation}`;
+  }
+  rows.push(['validation', validation]);
+  rows.push(['review', s.review.status]);
+  for (const e of s.review.history) {
+    rows.push([
+      '',
+      `${e.when} ${e.status} rev ${e.revision} by ${e.by}${e.note ? `: ${e.note}` : ''}`
+    ]);
+  }
+  const open = s.flags.filter(f => !f.resolved);
+  rows.push(['flags', `${open.length} open, ${s.flags.length} in all`]);
+  for (const f of s.flags) {
+    const state = f.resolved ? `resolved by ${f.resolved_by}` : 'open';
+    rows.push(['', `#${f.id} [${f.kind}] ${f.reason} by ${f.by} (${state})`]);
+  }
+  return rows;
+}
+
+/** A link safe to put in an anchor's href: only http(s) URLs, else null. */
+export function safeLink(link: string | null | undefined): string | null {
+  if (!link) {
+    return null;
+  }
+  try {
+    const url = new URL(link);
+    return url.protocol === 'https:' || url.protocol === 'http:' ? url.href : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The provenance record of a cell inserted from the library, or null. */
+export function libraryRecord(
+  metadata: unknown
+): { id: string; revision: number } | null {
+  if (!metadata || typeof metadata !== 'object') {
+    return null;
+  }
+  const record = (metadata as Record<string, unknown>)[METADATA_KEY];
+  if (!record || typeof record !== 'object') {
+    return null;
+  }
+  const { id, revision } = record as Record<string, unknown>;
+  if (typeof id !== 'string' || !id) {
+    return null;
+  }
+  return { id, revision: typeof revision === 'number' ? revision : 0 };
+}
+
+/** The words of the small badge shown on a cell inserted from the library. */
+export function cellBadgeText(record: { id: string; revision: number }): string {
+  return `library ${record.id}${record.revision ? ` rev ${record.revision}` : ''}`;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return !!value && typeof value === 'object' && !Array.isArray(value);
+}
+
+/** Check the shape of a `GET search` answer; throws on anything else. */
+export function asSearchResponse(data: unknown): ISearchResponse {
+  if (!isObject(data) || !Array.isArray(data.results)) {
+    throw new Error('unexpected search answer: no results list');
+  }
+  for (const r of data.results) {
+    if (!isObject(r) || typeof r.id !== 'string' || typeof r.code !== 'string') {
+      throw new Error('unexpected search answer: a result has no id or code');
+    }
+    if (!Array.isArray(r.badges)) {
+      throw new Error('unexpected search answer: a result has no badges');
+    }
+  }
+  return data as unknown as ISearchResponse;
+}
+
+/** Check the shape of a `GET snippets/{id}` answer; throws on anything else. */
+export function asSnippetDetail(data: unknown): ISnippetDetail {
+  if (
+    !isObject(data) ||
+    typeof data.id !== 'string' ||
+    typeof data.cell_source !== 'string' ||
+    !isObject(data.cell_metadata)
+  ) {
+    throw new Error('unexpected snippet answer: no cell source or cell metadata');
+  }
+  return data as unknown as ISnippetDetail;
+}

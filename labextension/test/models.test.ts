@@ -1,0 +1,139 @@
+import { strict as assert } from 'node:assert';
+import { describe, it } from 'node:test';
+
+import {
+  asSearchResponse,
+  asSnippetDetail,
+  cellBadgeText,
+  IStatus,
+  libraryRecord,
+  progressText,
+  provenanceRows,
+  safeLink,
+  searchQuery,
+  statusLine
+} from '../src/models';
+import { snippet, status } from './fixtures';
+
+describe('searchQuery', () => {
+  it('maps the panel filters onto the API parameters', () => {
+    const qs = new URLSearchParams(
+      searchQuery('  kaplan meier ', { package: ' lifelines ', validatedOnly: true, reviewedOnly: true }, 20)
+    );
+    assert.equal(qs.get('q'), 'kaplan meier');
+    assert.equal(qs.get('limit'), '20');
+    assert.equal(qs.get('package'), 'lifelines');
+    assert.equal(qs.get('validation'), 'passed');
+    assert.equal(qs.get('review'), 'approved');
+    assert.equal(qs.has('offset'), false);
+  });
+
+  it('leaves unset filters out and encodes any text', () => {
+    const raw = searchQuery('a&b=c #x', { package: '', validatedOnly: false }, 5, 10);
+    const qs = new URLSearchParams(raw);
+    assert.deepEqual([...qs.keys()].sort(), ['limit', 'offset', 'q']);
+    assert.equal(qs.get('q'), 'a&b=c #x');
+    assert.equal(qs.get('offset'), '10');
+    assert.ok(!raw.includes('#'));
+  });
+});
+
+describe('statusLine', () => {
+  it('shows size, flags and an idle distiller', () => {
+    assert.equal(statusLine(status()), '3 snippets · 1 flagged · distiller idle');
+  });
+
+  it('shows what the distiller and a running refresh are doing', () => {
+    const s: IStatus = {
+      ...status(),
+      flagged: 0,
+      snippets: 1,
+      progress: { daemon: { step: 'validating', source: 'scanpy', done: 3, total: 10 } },
+      refresh: {
+        id: 1, pid: 4242, state: 'running', sources: [], started: 'now',
+        finished: null, exit_code: null, log_tail: []
+      }
+    };
+    assert.equal(
+      statusLine(s),
+      '1 snippet · refresh running (pid 4242) · daemon: validating scanpy 3/10'
+    );
+  });
+
+  it('says when the last refresh failed', () => {
+    const s: IStatus = {
+      ...status(),
+      refresh: {
+        id: 2, pid: 1, state: 'failed', sources: ['x'], started: 'a',
+        finished: 'b', exit_code: 1, log_tail: ['boom']
+      }
+    };
+    assert.match(statusLine(s), /last refresh failed \(exit 1\)/);
+  });
+
+  it('describes resting jobs without counts', () => {
+    assert.equal(progressText('refresh', {}), 'refresh: idle');
+    assert.equal(
+      progressText('distiller', { step: 'idle', source: null, done: 2, total: 2 }),
+      'distiller: idle'
+    );
+    assert.equal(progressText('daemon', { state: 'sleeping', interval: 3600 }), 'daemon: sleeping');
+  });
+});
+
+describe('provenanceRows', () => {
+  it('lists source, commit, lines, license, origin, validation, reviews and flags', () => {
+    const rows = new Map<string, string[]>();
+    for (const [k, v] of provenanceRows(snippet())) {
+      rows.set(k, [...(rows.get(k) ?? []), v]);
+    }
+    assert.deepEqual(rows.get('commit'), ['0123456789abcdef0123456789abcdef01234567']);
+    assert.deepEqual(rows.get('file'), ['examples/km.py#L10-L42']);
+    assert.deepEqual(rows.get('license'), ['MIT']);
+    assert.deepEqual(rows.get('made'), ['adapted by some-llm']);
+    assert.match(rows.get('validation')![0], /^passed on 2026-01-02/);
+    assert.deepEqual(rows.get('flags'), ['1 open, 1 in all']);
+    assert.ok(rows.get('')!.some(v => v.includes('[unsafe] deletes files by ana (open)')));
+  });
+});
+
+describe('safeLink', () => {
+  it('allows http(s) links only', () => {
+    assert.equal(safeLink('https://example.org/a/b'), 'https://example.org/a/b');
+    assert.equal(safeLink('javascript:alert(1)'), null);
+    assert.equal(safeLink('data:text/html,<b>x</b>'), null);
+    assert.equal(safeLink('not a url'), null);
+    assert.equal(safeLink(null), null);
+  });
+});
+
+describe('libraryRecord', () => {
+  it('finds the provenance record in cell metadata', () => {
+    const record = libraryRecord({ codedistiller: { id: 'cd-1', revision: 2 }, tags: [] });
+    assert.deepEqual(record, { id: 'cd-1', revision: 2 });
+    assert.equal(cellBadgeText(record!), 'library cd-1 rev 2');
+  });
+
+  it('ignores cells without a usable record', () => {
+    assert.equal(libraryRecord({}), null);
+    assert.equal(libraryRecord(null), null);
+    assert.equal(libraryRecord({ codedistiller: 'x' }), null);
+    assert.equal(libraryRecord({ codedistiller: { revision: 1 } }), null);
+  });
+});
+
+describe('answer checks', () => {
+  it('accepts well-formed answers', () => {
+    const s = snippet();
+    assert.equal(asSearchResponse({ results: [{ ...s, rank: 1, score: 1 }] }).results.length, 1);
+    const d = asSnippetDetail({ ...s, cell_source: '# m\nx', cell_metadata: { id: s.id } });
+    assert.equal(d.cell_source, '# m\nx');
+  });
+
+  it('rejects malformed answers', () => {
+    assert.throws(() => asSearchResponse({}), /no results list/);
+    assert.throws(() => asSearchResponse({ results: [{ id: 'x' }] }), /no id or code/);
+    assert.throws(() => asSearchResponse({ results: [{ id: 'x', code: '' }] }), /no badges/);
+    assert.throws(() => asSnippetDetail({ id: 'x', cell_source: 'y' }), /cell metadata/);
+  });
+});
