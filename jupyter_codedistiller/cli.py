@@ -120,10 +120,21 @@ def cmd_search(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
         json.dump([r.to_dict() for r in results], out, ensure_ascii=False)
         out.write("\n")
         return
+    from .distill.defaults import building
+
+    progress = building(lib)
+    if progress:
+        out.write(building_note(progress) + "\n")
     if not results:
         out.write(f"no snippets match; the library holds {lib.count()}\n")
         return
     out.write("\n".join(result_lines(results)) + "\n")
+
+
+def building_note(progress: dict[str, int]) -> str:
+    """One line saying the library is still being built, and how far it is."""
+    return (f"(the library is still being built: {progress['snippets']} snippets so far, "
+            f"{progress['validated']} validated, {progress['pending']} waiting; results will grow)")
 
 
 def cmd_show(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
@@ -398,7 +409,8 @@ def cmd_daemon(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
     from .daemon import run_forever
 
     print(f"{PROG}: daemon for {lib.path.parent} every {args.interval} s (pid {os.getpid()})", file=sys.stderr)
-    run_forever(lib, interval=args.interval, workers=args.workers, timeout=args.timeout, once=args.once)
+    run_forever(lib, interval=args.interval, workers=args.workers, timeout=args.timeout, once=args.once,
+                defaults=not args.no_defaults)
 
 
 COMMANDS: dict[str, Callable[[Library, argparse.Namespace, TextIO], None]] = {

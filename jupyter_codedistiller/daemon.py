@@ -22,6 +22,7 @@ from .model import utcnow
 
 PROGRESS_KEY = "daemon"
 LOCK_NAME = "daemon.lock"
+CATCH_UP = 10.0  # seconds between passes while snippets still wait for validation
 
 
 class DaemonRunning(LibraryError):
@@ -84,8 +85,9 @@ class Daemon:
     """Refresh every source of one library each ``interval`` seconds until stopped."""
 
     def __init__(self, library: Library, *, interval: float = 3600.0, workers: int | None = None,
-                 timeout: float | None = None, nice: int = 10) -> None:
+                 timeout: float | None = None, nice: int = 10, defaults: bool = True) -> None:
         self.library = library
+        self.defaults = defaults
         self.interval = interval
         self.workers = workers or max(1, min(2, (os.cpu_count() or 1) - 1))
         self.timeout = timeout
@@ -111,6 +113,13 @@ class Daemon:
             if self.stop.is_set():
                 raise KeyboardInterrupt
 
+        if self.defaults:
+            from .distill.defaults import ensure_default_sources
+
+            added = ensure_default_sources(self.library)
+            if added:
+                self._publish(state="refreshing", step="defaults", done=len(added), total=len(added),
+                              detail="default sources: " + ", ".join(s.id for s in added))
         settings = SandboxSettings(timeout=self.timeout) if self.timeout else None
         self._publish(state="refreshing", step="start", done=0, total=len(self.library.sources()), detail="")
         report = refresh(self.library, workers=self.workers, settings=settings, progress=progress)
@@ -120,6 +129,16 @@ class Daemon:
                       last_cycle=utcnow(), next_cycle_in=self.interval,
                       errors=report.errors)
         return totals
+
+    def _pause(self) -> float:
+        """Seconds until the next pass: the interval, or a short catch-up while snippets wait."""
+        from .distill.defaults import building
+
+        try:
+            waiting = building(self.library)
+        except LibraryError:
+            waiting = None
+        return min(self.interval, CATCH_UP) if waiting and waiting["pending"] else self.interval
 
     def run(self, *, once: bool = False) -> None:
         """Take the lock, then refresh until stopped (or once); raises DaemonRunning if taken."""
@@ -140,16 +159,19 @@ class Daemon:
                                   detail=f"{type(exc).__name__}: {exc}"[:500], last_error=utcnow())
                 if once:
                     break
-                self.stop.wait(self.interval)
+                self.stop.wait(self._pause())
         finally:
             self._publish(state="stopped", step="stopped", done=0, total=0, detail="", stopped=utcnow())
             self.lock.release()
 
 
 def run_forever(library: Library, *, interval: float, workers: int | None = None,
-                timeout: float | None = None, once: bool = False) -> None:
-    """Run a daemon in this process until SIGTERM / SIGINT (or one pass with ``once``)."""
-    daemon = Daemon(library, interval=interval, workers=workers, timeout=timeout)
+                timeout: float | None = None, once: bool = False, defaults: bool = True) -> None:
+    """Run a daemon in this process until SIGTERM / SIGINT (or one pass with ``once``).
+
+    An empty library first gets the default sources unless ``defaults`` is false.
+    """
+    daemon = Daemon(library, interval=interval, workers=workers, timeout=timeout, defaults=defaults)
 
     def stop(signum: int, frame: Any) -> None:
         daemon.stop.set()

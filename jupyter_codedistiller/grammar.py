@@ -148,6 +148,8 @@ def build_parser(prog: str = "codedistiller") -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_positive, help="parallel validations (default: 1 or 2)")
     p.add_argument("--timeout", type=_positive, help="seconds per validation run")
     p.add_argument("--once", action="store_true", help="one pass, then exit")
+    p.add_argument("--no-defaults", action="store_true",
+                   help="do not give an empty library the default sources (installed curated packages)")
 
     p = sub.add_parser("audit", help="report where a notebook's code came from")
     p.add_argument("notebook", nargs="?", help="the .ipynb file (magic: default the running notebook)")

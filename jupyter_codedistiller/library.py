@@ -451,6 +451,15 @@ class Library:
         )
         return {sid: (path, digest) for sid, path, digest in rows}
 
+    def llm_ids_for_source(self, source_id: str) -> set[str]:
+        """Ids of a source's active snippets that an LLM adapted or generated."""
+        marks = ",".join("?" * len(LLM_ORIGINS))
+        rows = self._read(
+            f"SELECT id FROM snippets WHERE source_id = ? AND lifecycle = 'active' AND origin_kind IN ({marks})",
+            (source_id, *LLM_ORIGINS),
+        )
+        return {r[0] for r in rows}
+
     def _compose(self, rows: list[tuple[str, str]]) -> list[Snippet]:
         """Snippets from (id, data) rows, with their flags and review history attached."""
         if not rows:

@@ -84,7 +84,7 @@ def load_settings(home: Path) -> Settings:
     settings = Settings(**values)
     if os.environ.get("CODEDISTILLER_POLICY"):
         settings.policy = _coerce("policy", os.environ["CODEDISTILLER_POLICY"])
-    if os.environ.get("OPENAI_BASE_URL") and not settings.llm_base_url:
+    if os.environ.get("OPENAI_BASE_URL"):
         settings.llm_base_url = os.environ["OPENAI_BASE_URL"]
     return settings
 

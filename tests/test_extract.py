@@ -893,3 +893,29 @@ def test_requirements_for_maps_to_installed_distributions() -> None:
     assert requirements["GitPython"] == importlib.metadata.version("GitPython")
     assert requirements["scikit-learn"] is None or isinstance(requirements["scikit-learn"], str)
     assert requirements["surely_not_installed_mod"] is None
+
+
+def test_docstring_code_directive_examples_are_extracted() -> None:
+    source = (
+        "class KaplanMeierFitter:\n"
+        '    """\n'
+        "    Class for fitting the Kaplan-Meier estimate.\n\n"
+        "    Examples\n"
+        "    --------\n"
+        "    .. code:: python\n\n"
+        "        from lifelines import KaplanMeierFitter\n"
+        "        kmf = KaplanMeierFitter()\n"
+        "        for group in ['a', 'b']:\n"
+        "            kmf.fit([1, 2, 3], label=group)\n\n"
+        "    Attributes\n"
+        "    ----------\n"
+        '    """\n\n\n'
+        "def other():\n"
+        '    """No example here.\n\n    .. code-block:: bash\n\n        pip install lifelines\n    """\n'
+    )
+    result = extract_file("lifelines/fitters/km.py", source.encode())
+    assert [c.anchor for c in result.candidates] == ["doc:KaplanMeierFitter"]
+    c = result.candidates[0]
+    assert c.kind == "docstring" and c.line_start == 9 and c.line_end == 12
+    assert c.code.splitlines()[-1] == "    kmf.fit([1, 2, 3], label=group)"
+    assert "Attributes" not in c.code

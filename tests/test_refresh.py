@@ -285,3 +285,30 @@ def test_passed_snippets_go_stale_when_a_dependency_moves(library: Library,
     report = refresh(library, settings=settings)
     assert report.totals()["passed"] == 1
     assert library.get(works.id).validation.status == "passed"
+
+
+def test_llm_made_snippets_survive_a_refresh_of_their_file(tmp_path) -> None:
+    from jupyter_codedistiller.distill import sources as _sources
+    from jupyter_codedistiller.distill.refresh import refresh as _refresh
+    from jupyter_codedistiller.library import Library as _Library
+    from jupyter_codedistiller.model import Origin as _Origin
+    from jupyter_codedistiller.model import Snippet as _Snippet
+    from jupyter_codedistiller.model import Source as _Source
+    from jupyter_codedistiller.model import snippet_id as _sid
+
+    from .gitrepos import SAMPLE_FILES, commit, file_url, make_repo
+
+    repo = make_repo(tmp_path / "up", SAMPLE_FILES)
+    with _Library(tmp_path / "lib" / "library.db") as lib:
+        _sources.add(lib, file_url(tmp_path / "up"), name="up")
+        _refresh(lib, validate=False)
+        made = _Snippet(id=_sid("up", "llm:adapted", "x"), code="print('repaired')\n", title="repaired",
+                        source=_Source(kind="git", path="examples/fit_groups.py", source_id="up"),
+                        origin=_Origin(kind="adapted", model="m"))
+        lib.upsert([made])
+        commit(repo, {"examples/fit_groups.py": SAMPLE_FILES["examples/fit_groups.py"] + "print('more')\n"})
+        _refresh(lib, validate=False)
+        assert lib.get(made.id).lifecycle == "active"
+        commit(repo, delete=["examples/fit_groups.py"])
+        _refresh(lib, validate=False)
+        assert lib.get(made.id).lifecycle == "retired"

@@ -42,7 +42,7 @@ from jupyter_codedistiller.distill.secrets import contains_secret
 MAX_FILE_BYTES = 1_000_000
 """Files larger than this are skipped with a problem line."""
 
-EXTRACTOR_VERSION = "1"
+EXTRACTOR_VERSION = "2"
 """Bump when extraction or assembly changes what a file yields: sources are then re-extracted in full."""
 
 SUMMARY_CHARS = 300
@@ -898,9 +898,42 @@ def _module_defines(tree: ast.Module) -> frozenset[str]:
     return frozenset(names)
 
 
+_DOC_DIRECTIVE = re.compile(r"^(\s*)\.\.\s+(?:code-block|code|sourcecode)::\s*(\w*)\s*$")
+_DOC_LANGUAGES = frozenset({"", "python", "py", "python3", "ipython", "ipython3", "pycon"})
+
+
+def _directive_lines(lines: list[str]) -> list[tuple[int, str]]:
+    """(offset, code) of the first Python ``.. code::`` / ``.. code-block::`` block in docstring lines."""
+    for i, line in enumerate(lines):
+        m = _DOC_DIRECTIVE.match(line)
+        if not m or m.group(2).lower() not in _DOC_LANGUAGES:
+            continue
+        indent, body_indent, out = len(m.group(1)), None, []
+        for j in range(i + 1, len(lines)):
+            text = lines[j]
+            if not text.strip():
+                out.append((j, ""))
+                continue
+            depth = len(text) - len(text.lstrip())
+            if depth <= indent:
+                break
+            if body_indent is None:
+                if text.strip().startswith(":"):  # directive options such as :linenos:
+                    continue
+                body_indent = depth
+            out.append((j, text[body_indent:] if depth >= body_indent else text.lstrip()))
+        while out and not out[-1][1]:
+            out.pop()
+        if any(code for _, code in out):
+            if any(code.lstrip().startswith(">>>") for _, code in out):
+                return [(out[k][0], code) for k, code in session_lines([c for _, c in out])]
+            return out
+    return []
+
+
 def _docstrings(path: str, text: str, result: ExtractResult) -> None:
-    """``>>>`` examples of public functions, classes and methods, one candidate each."""
-    if ">>>" not in text:
+    """``>>>`` and ``.. code::`` examples of public functions, classes and methods, one candidate each."""
+    if ">>>" not in text and ".. code" not in text:
         return
     try:
         tree = ast.parse(text)
@@ -923,7 +956,7 @@ def _docstrings(path: str, text: str, result: ExtractResult) -> None:
                 continue
             qualname = prefix + node.name
             doc = ast.get_docstring(node, clean=False)
-            if doc and ">>>" in doc:
+            if doc and (">>>" in doc or ".. code" in doc):
                 if imports is None:
                     imports = _module_imports(tree, path, module)
                     defined = _module_defines(tree)
@@ -945,6 +978,8 @@ def _docstring_example(
     first_line = node.body[0].lineno  # type: ignore[attr-defined]
     lines = doc.split("\n")
     numbered = [(first_line + offset, code) for offset, code in session_lines(lines)]
+    if not numbered:
+        numbered = [(first_line + offset, code) for offset, code in _directive_lines(lines)]
     if not numbered:
         return None
     block, error = _make_block(numbered)

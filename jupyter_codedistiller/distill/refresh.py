@@ -362,6 +362,9 @@ def _store(library: Library, src: RegisteredSource, plan: Plan, snippets: list[S
     else:
         touched = (set(plan.files) | set(plan.deleted)) - broken
         gone = {sid for sid, (path, _) in stored.items() if path in touched}
+    # LLM-made snippets are not re-extracted, so only the deletion of their file retires them.
+    deleted = set(plan.deleted)
+    gone -= {sid for sid in library.llm_ids_for_source(src.id) if stored.get(sid, ("",))[0] not in deleted}
     with library.transaction():
         current = library.source(src.id)
         if current.state == "removed":
@@ -467,6 +470,12 @@ def _validate(library: Library, src: RegisteredSource, plan: Plan | None, rep: S
     todo = _snippets_with(library, src.id, ["pending", "stale"])
     if not todo:
         return
+    limit = src.settings.get("validate_per_pass")
+    if isinstance(limit, int) and 0 < limit < len(todo):
+        # Big sources (a default library's scipy) are validated over several passes, short examples first.
+        todo.sort(key=lambda s: (len(s.code), s.id))
+        rep.pending += len(todo) - limit
+        todo = todo[:limit]
     base = list(plan.python_path) if plan else []
     root = plan.root if plan else None
 
@@ -640,6 +649,7 @@ def refresh(
             raise LibraryError(f"source {removed[0]!r} was removed; add it again to refresh it")
     else:
         chosen = library.sources()
+    chosen.sort(key=lambda s: s.settings.get("order", 0))  # a default library: quickest first
     forget_environment()
     publish = _Publisher(library, progress)
     report = RefreshReport(validated=validate)

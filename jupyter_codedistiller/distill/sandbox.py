@@ -411,6 +411,7 @@ def watchdog(lifeline, report_fd):
         return
     if os.fork():
         os._exit(0)
+    os.chdir("/")  # not one of the processes the parent sweeps out of the working directory
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)  # hold none of the output pipes open
