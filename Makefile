@@ -7,6 +7,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+LABSRC := $(wildcard labextension/src/*.ts labextension/style/* labextension/schema/*) labextension/package.json
 PORT   ?= 8888
 
 .PHONY: lab test install browser lint clean
@@ -15,8 +16,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+$(STAMP): $(BIN)/python pyproject.toml $(LABSRC)
+	$(BIN)/python -m pip install --quiet -e '.[test,demo]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -32,8 +33,11 @@ lint: install
 test: install browser lint
 	$(BIN)/python -m pytest
 
+# JupyterLab starts the background distiller, which gives an empty library the default
+# sources (the curated packages installed by the demo extra) and builds it, quickest first.
 lab: install
-	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --port=$(PORT) $(if $(filter 0,$(shell id -u)),--allow-root,)
+	cd notebooks && exec ../$(BIN)/jupyter lab survival_by_group.ipynb --ip=127.0.0.1 --port=$(PORT) \
+	  $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
