@@ -177,6 +177,15 @@ def cmd_export(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
 
 
 def cmd_import(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
+    if args.file != "-":  # a file or a pipe (/dev/fd/N); a device such as /dev/zero never ends
+        import stat
+
+        try:
+            mode = os.stat(args.file).st_mode
+        except OSError:
+            mode = 0  # open() below says why
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            raise CommandError(f"cannot read {args.file}: a device, not a file")
     try:
         if args.file == "-":
             counts = lib.import_(sys.stdin)
@@ -206,7 +215,35 @@ def cmd_status(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
         pin = src.get("last_commit") or src.get("last_version") or "never distilled"
         out.write(f"  {src['id']:<20} {src['state']:<7} {pin}  {src.get('last_refresh') or ''}\n")
     for key, value in st["progress"].items():
-        out.write(f"{key:<10} {json.dumps(value, sort_keys=True)}\n")
+        out.write(f"{key:<10} {progress_line(value)}\n")
+
+
+RESTING = ("idle", "sleeping", "stopped", "done")
+
+
+def progress_line(entry: dict[str, Any]) -> str:
+    """What a long job published, as a phrase: ``validate lifelines 18/36 (path)``, ``idle``, ``not running``."""
+    step = str(entry.get("step") or entry.get("state") or "idle")
+    state = str(entry.get("state") or step)
+    when = f" at {entry['updated']}" if entry.get("updated") else ""
+    if state in RESTING or step in RESTING:
+        text = "stopped" if "stopped" in (state, step) else "idle"
+        if entry.get("last_cycle"):
+            text += f", last pass {entry['last_cycle']}"
+        if entry.get("detail") and text.startswith("idle"):
+            text += f": {entry['detail']}"
+        return text
+    parts = [step]
+    if entry.get("source"):
+        parts.append(str(entry["source"]))
+    if isinstance(entry.get("done"), int) and isinstance(entry.get("total"), int) and entry["total"]:
+        parts.append(f"{entry['done']}/{entry['total']}")
+    if entry.get("detail"):
+        parts.append(f"({entry['detail']})")
+    text = " ".join(parts)
+    if entry.get("alive") is False:
+        return f"not running (last seen: {text}{when})"
+    return text
 
 
 def cmd_add(lib: Library, args: argparse.Namespace, out: TextIO) -> None:

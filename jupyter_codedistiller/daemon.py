@@ -121,6 +121,9 @@ class Daemon:
                 self._publish(state="refreshing", step="defaults", done=len(added), total=len(added),
                               detail="default sources: " + ", ".join(s.id for s in added))
         settings = SandboxSettings(timeout=self.timeout) if self.timeout else None
+        if any(not (s.last_commit or s.last_version) for s in self.library.sources()):
+            # A new library: make every source searchable first (seconds), validate after (minutes).
+            refresh(self.library, workers=self.workers, validate=False, progress=progress)
         self._publish(state="refreshing", step="start", done=0, total=len(self.library.sources()), detail="")
         report = refresh(self.library, workers=self.workers, settings=settings, progress=progress)
         self.cycles += 1

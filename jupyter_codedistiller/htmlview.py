@@ -9,7 +9,6 @@ stylesheet of ours. No Jupyter imports: the functions return strings.
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -215,8 +214,10 @@ def status_html(st: dict[str, Any]) -> str:
     for key in ("validation", "review", "origin"):
         rows.append((key, esc(", ".join(f"{v} {k}" for k, v in sorted(st[key].items())) or "none")))
     rows.append(("sources", str(len(st["sources"]))))
+    from .cli import progress_line
+
     for key, value in st.get("progress", {}).items():
-        rows.append((key, f"<code>{esc(json.dumps(value, sort_keys=True))}</code>"))
+        rows.append((key, esc(progress_line(value))))
     body = _rows(rows)
     if st["sources"]:
         body += sources_html([RegisteredSource.from_dict(s) for s in st["sources"]])

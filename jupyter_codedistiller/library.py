@@ -198,6 +198,17 @@ def _refresh_trust(
     )
 
 
+def _process_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this machine (the library is local to it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
 # ---------------------------------------------------------------- the store
 
 
@@ -212,6 +223,8 @@ class Library:
             migrate(self._conn)
         except sqlite3.DatabaseError as exc:
             raise LibraryError(f"cannot open library {self.path}: {exc}") from None
+        except OSError as exc:  # e.g. a home that is a file
+            raise LibraryError(f"cannot open library {self.path}: {exc.strerror or exc}") from None
         self._lock = threading.RLock()
         self._depth = 0
 
@@ -645,6 +658,8 @@ class Library:
     ) -> Flag:
         """Mark one open flag resolved, with who, when and a note."""
         s = self.get(snippet_id)
+        if not isinstance(flag_id, int) or not 0 < flag_id < 2**63:  # SQLite integers are 64-bit
+            raise NotFound(f"snippet {s.id} has no flag {flag_id}")
         with self.transaction() as conn:
             row = conn.execute(
                 "SELECT resolved FROM flags WHERE id = ? AND snippet_id = ?", (flag_id, s.id)
@@ -757,10 +772,14 @@ class Library:
             )
 
     def progress(self) -> dict[str, Any]:
-        return {
-            k: {**json.loads(v), "updated": u}
-            for k, v, u in self._read("SELECT key, value, updated FROM progress ORDER BY key")
-        }
+        """What long jobs published, each with ``alive``: whether its process still runs here."""
+        out = {}
+        for key, value, updated in self._read("SELECT key, value, updated FROM progress ORDER BY key"):
+            entry = {**json.loads(value), "updated": updated}
+            if isinstance(entry.get("pid"), int):
+                entry["alive"] = _process_alive(entry["pid"])
+            out[key] = entry
+        return out
 
     # ------------------------------------------------------------ status
 

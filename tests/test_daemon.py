@@ -152,3 +152,44 @@ def test_sigkill_during_refresh_then_restart_is_consistent(registered: Path, ups
         assert lib._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         fts = lib._conn.execute("SELECT count(*) FROM snippets_fts").fetchone()[0]
         assert fts == lib.count(include_retired=True), "index and table agree"
+
+
+def test_jupyter_server_starts_and_stops_the_daemon(registered: Path, tmp_path: Path, stopper) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_server", "--allow-root", "--no-browser", "--ip=127.0.0.1",
+         f"--port={port}", "--ServerApp.port_retries=0", f"--ServerApp.root_dir={tmp_path}",
+         "--IdentityProvider.token=t0k3n", f"--CodeDistiller.home={registered}",
+         "--CodeDistiller.daemon_interval=600"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True,
+    )
+    stopper.append(server)
+    wait_for(lambda: "examples/first_example.py" in titles(registered, "cohort"), 90,
+             "the server's daemon to distil the source")
+    daemon_pid = holder_pid(registered)
+    assert daemon_pid and daemon_pid != server.pid
+    server.send_signal(signal.SIGTERM)
+    server.wait(timeout=60)
+    wait_for(lambda: holder_pid(registered) is None, 30, "the daemon to stop with the server")
+    with Library.open(registered) as lib:
+        assert lib.progress()["daemon"]["state"] == "stopped"
+
+
+def test_progress_of_a_dead_process_says_so(library: Library) -> None:
+    from jupyter_codedistiller.cli import progress_line
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    library.set_progress("daemon", {"state": "refreshing", "step": "validate", "source": "lifelines",
+                                    "done": 3, "total": 9, "pid": int(dead.stdout)})
+    library.set_progress("distiller", {"state": "refreshing", "step": "extract", "source": "scipy",
+                                       "done": 1, "total": 4, "pid": os.getpid()})
+    progress = library.progress()
+    assert progress["daemon"]["alive"] is False and progress["distiller"]["alive"] is True
+    assert progress_line(progress["daemon"]).startswith("not running (last seen: validate lifelines 3/9")
+    assert progress_line(progress["distiller"]) == "extract scipy 1/4"
+    assert progress_line({"state": "stopped", "step": "stopped"}) == "stopped"

@@ -182,7 +182,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         "--allow-root", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
         "--ServerApp.port_retries=0", "--ServerApp.open_browser=False",
         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-        f"--CodeDistiller.home={home}", "--LabApp.expose_app_in_browser=True",
+        f"--CodeDistiller.home={home}", "--CodeDistiller.daemon=False", "--LabApp.expose_app_in_browser=True",
         f"--LabApp.user_settings_dir={base / 'settings'}",
         f"--LabApp.workspaces_dir={base / 'workspaces'}",
     ]

@@ -29,8 +29,17 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
         max_body_bytes=config.max_body_bytes,
         log=serverapp.log,
     )
-    atexit.register(service.shutdown)
+    atexit.register(service.shutdown)  # also when the server dies without unloading its extensions
     web_app = serverapp.web_app
     web_app.settings["codedistiller"] = service
     web_app.add_handlers(".*$", handlers(web_app.settings["base_url"]))
     serverapp.log.info("codedistiller: serving the library in %s", service.home)
+    if config.daemon:
+        service.start_daemon(config.daemon_interval)
+
+
+def _unload_jupyter_server_extension(serverapp: Any) -> None:
+    """Stop the refresh and the daemon this server started."""
+    service = serverapp.web_app.settings.get("codedistiller")
+    if service is not None:
+        service.shutdown()

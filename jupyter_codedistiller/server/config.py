@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from traitlets import Int, Unicode
+from traitlets import Bool, Int, Unicode
 from traitlets.config import Configurable
 
 from ..home import library_home
@@ -22,6 +22,18 @@ class CodeDistiller(Configurable):
         64 * 1024,
         config=True,
         help="Largest request body the API accepts, in bytes.",
+    )
+
+    daemon = Bool(
+        True,
+        config=True,
+        help="Start the background distiller (`codedistiller daemon`) with the server and stop it with the "
+        "server. An empty library then gets the default sources (installed curated packages).",
+    )
+    daemon_interval = Int(
+        3600,
+        config=True,
+        help="Seconds between the background distiller's passes over every source.",
     )
 
     def library_home(self) -> Path:

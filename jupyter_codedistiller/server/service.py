@@ -274,11 +274,38 @@ class LibraryService:
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
+    def start_daemon(self, interval: int) -> int | None:
+        """Start ``codedistiller daemon`` as a low-priority child; returns its pid.
+
+        If another daemon already holds this library's lock the child exits at
+        once saying so (see its log), and that daemon keeps the library fresh.
+        """
+        import subprocess
+
+        logs = self.home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with open(logs / "daemon.log", "ab") as log_file:
+            proc = subprocess.Popen(
+                cli_command(self.home, "daemon", "--interval", str(interval)),
+                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                cwd=str(self.home), env=self._child_env(), start_new_session=True,
+            )
+        self._daemon = proc
+        self.log.info("codedistiller: background distiller started (pid %s, every %s s)", proc.pid, interval)
+        return proc.pid
+
     def shutdown(self) -> None:
-        """Stop a running refresh (its writes are transactional) and close the library."""
+        """Stop a running refresh and the daemon (their writes are transactional); close the library."""
         job = self._job
         if job is not None and job.exit_code is None:
             _kill_group(job.pid, signal.SIGTERM)
+        daemon = getattr(self, "_daemon", None)
+        if daemon is not None and daemon.poll() is None:
+            _kill_group(daemon.pid, signal.SIGTERM)
+            try:
+                daemon.wait(timeout=10)
+            except Exception:
+                _kill_group(daemon.pid, signal.SIGKILL)
         self._executor.shutdown(wait=False, cancel_futures=True)
         with self._open_lock:
             if self._lib is not None:

@@ -214,6 +214,9 @@ export function progressText(key: string, entry: Record<string, unknown>): strin
   if (typeof done === 'number' && typeof total === 'number') {
     parts.push(`${done}/${total}`);
   }
+  if (entry.alive === false) {
+    return `${key}: not running (last seen: ${parts.join(' ')})`;
+  }
   return `${key}: ${parts.join(' ')}`;
 }
 

@@ -79,6 +79,13 @@ describe('statusLine', () => {
     );
     assert.equal(progressText('daemon', { state: 'sleeping', interval: 3600 }), 'daemon: sleeping');
   });
+
+  it('says when the job that published progress is gone', () => {
+    assert.equal(
+      progressText('daemon', { step: 'validate', source: 'lifelines', done: 3, total: 9, alive: false }),
+      'daemon: not running (last seen: validate lifelines 3/9)'
+    );
+  });
 });
 
 describe('provenanceRows', () => {

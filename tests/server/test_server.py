@@ -85,7 +85,7 @@ def identity() -> str | None:
 def jp_server_config(home: Path, identity: str | None) -> Config:
     config = Config({
         "ServerApp": {"jpserver_extensions": {"jupyter_codedistiller": True}},
-        "CodeDistiller": {"home": str(home)},
+        "CodeDistiller": {"home": str(home), "daemon": False},
     })
     if identity:
         config.ServerApp.identity_provider_class = NamedIdentityProvider
