@@ -264,7 +264,7 @@ class Snippet:
                 requirements=dict(data.get("requirements") or {}),
             )
             snippet = cls(**values)
-        except TypeError as exc:
+        except (TypeError, AttributeError) as exc:  # AttributeError: a part that is not an object
             raise RecordError(f"malformed snippet: {exc}") from None
         if not isinstance(snippet.code, str) or not isinstance(snippet.revision, int):
             raise RecordError("malformed snippet: code must be text and revision an integer")
@@ -272,11 +272,63 @@ class Snippet:
 
     @classmethod
     def from_json(cls, text: str) -> Snippet:
+        """A Snippet from one JSON line written elsewhere (an import): every field's type is
+        checked too, so a record no interface can show never gets in."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise RecordError(f"not JSON: {exc.msg} at line {exc.lineno}") from None
+        except RecursionError:
+            raise RecordError("not JSON a snippet can be: nested too deeply") from None
+        wrong = _misfit(data, "Snippet", "snippet")
+        if wrong:
+            raise RecordError(f"malformed snippet: {wrong} has the wrong type")
         return cls.from_dict(data)
+
+
+_PLAIN = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
+          "None": (type(None),), "Any": (object,)}
+
+
+def _split(annotation: str, sep: str) -> list[str]:
+    """``annotation`` split at ``sep`` outside brackets."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(annotation):
+        depth += (ch == "[") - (ch == "]")
+        if ch == sep and depth == 0:
+            parts.append(annotation[start:i])
+            start = i + 1
+    return [p.strip() for p in [*parts, annotation[start:]]]
+
+
+def _misfit(value: Any, annotation: str, where: str) -> str | None:
+    """Where in ``value`` the JSON does not fit the type ``annotation`` (a field's annotation
+    text, e.g. ``dict[str, str | None]`` or ``Source``); None when it fits."""
+    records = {c.__name__: c for c in (Source, Origin, Validation, ReviewEvent, Review, Flag, Snippet)}
+    misses = []
+    for option in _split(annotation, "|"):
+        base, _, inner = option.partition("[")
+        inner = inner[:-1]
+        if base == "list" and isinstance(value, list):
+            bad = next((m for i, v in enumerate(value) if (m := _misfit(v, inner, f"{where}[{i}]"))), None)
+        elif base == "dict" and isinstance(value, dict):
+            key, val = _split(inner, ",")
+            bad = next((m for k, v in value.items()
+                        if (m := _misfit(k, key, where) or _misfit(v, val, f"{where}.{k}"))), None)
+        elif base in records and isinstance(value, dict):
+            bad = next((m for f in fields(records[base])
+                        if f.name in value and (m := _misfit(value[f.name], str(f.type), f"{where}.{f.name}"))),
+                       None)
+        elif base in _PLAIN and isinstance(value, _PLAIN[base]) and not (
+                isinstance(value, bool) and base in ("int", "float")):
+            bad = None
+        else:
+            misses.append(where)
+            continue
+        if bad is None:
+            return None
+        misses.append(bad)
+    return max(misses, key=len) if misses else where
 
 
 SOURCE_STATES = ("new", "ok", "error", "removed")

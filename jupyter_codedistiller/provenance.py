@@ -25,7 +25,7 @@ _PAIR = re.compile(r"([a-z]+)=(\S*)")
 
 
 def _enc(value: object) -> str:
-    return quote(str(value), safe="/:@#.-_~+,")
+    return quote(str(value), safe="/:@#.-_~+,=")
 
 
 def source_label(s: Snippet) -> str:

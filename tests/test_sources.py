@@ -355,3 +355,16 @@ def test_license_recorded_on_snippets_follows_the_license_file(library: Library,
     script = [s for s in library.all() if s.source.path == "examples/fit_groups.py"][0]
     assert script.source.license == "Apache-2.0"
     assert library.source("survkit").license == "Apache-2.0"
+
+
+def test_bundled_license_file_names_its_own_license_first() -> None:
+    from jupyter_codedistiller.distill import licenses
+
+    bsd = ("Copyright (c) 2001, SciPy Developers.\nRedistribution and use in source and binary forms, with or "
+           "without modification, are permitted ...\nNeither the name of the copyright holder nor the names of "
+           "its contributors may be used to endorse or promote products derived from this software\n")
+    bundled = ("\n\nThis binary distribution also bundles the following software:\n"
+               "GNU AFFERO GENERAL PUBLIC LICENSE\nVersion 3, 19 November 2007\n")
+    assert licenses.from_text(bsd + bundled) == "BSD-3-Clause"
+    assert licenses.from_text(bundled + bsd) == "AGPL-3.0"
+    assert licenses.from_name("BSD License") == "unknown", "the classifier does not say which BSD"

@@ -69,6 +69,7 @@ _NAMES = {
     "apache license 2.0": "Apache-2.0", "apache license version 2.0": "Apache-2.0",
     "apache software license 2.0": "Apache-2.0", "apache software license": "Apache-2.0",
     "asl 2.0": "Apache-2.0", "apache2.0": "Apache-2.0",
+    "bsd": "BSD", "bsd license": "BSD",
     "gpl": "GPL", "gplv2": "GPL-2.0-only", "gpl2": "GPL-2.0-only", "gpl 2": "GPL-2.0-only",
     "gplv2+": "GPL-2.0-or-later", "gplv3": "GPL-3.0-only", "gpl3": "GPL-3.0-only",
     "gpl 3": "GPL-3.0-only", "gplv3+": "GPL-3.0-or-later",
@@ -101,7 +102,7 @@ _NAMES = {
 }
 
 # Names that say a family but not which member: only a license text can settle them.
-_AMBIGUOUS = {"GPL", "LGPL"}
+_AMBIGUOUS = {"GPL", "LGPL", "BSD"}
 
 _SPDX_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+-]*$")
 _KNOWN_IDS = {spdx for spdx, _ in _TEXTS} | (set(_NAMES.values()) - _AMBIGUOUS)
@@ -115,12 +116,20 @@ def _normal(text: str) -> str:
 
 
 def from_text(text: str) -> str:
-    """The SPDX id of a full license text, or ``unknown``."""
+    """The SPDX id of a full license text, or ``unknown``.
+
+    A file that bundles the licenses of vendored code (scipy's LICENSE.txt)
+    states its own license first, so the license whose text starts earliest
+    wins; at the same place the more specific one does.
+    """
     normal = _normal(text)
-    for spdx, phrases in _TEXTS:
+    best: tuple[int, int, str] | None = None
+    for rank, (spdx, phrases) in enumerate(_TEXTS):
         if all(p in normal for p in phrases):
-            return spdx
-    return UNKNOWN
+            where = min(normal.find(p) for p in phrases)
+            if best is None or (where, rank) < best[:2]:
+                best = (where, rank, spdx)
+    return best[2] if best else UNKNOWN
 
 
 def from_name(name: str) -> str:
@@ -166,15 +175,33 @@ def from_files(root: Path, names: Iterable[str] | None = None) -> str:
     return UNKNOWN
 
 
+def read_small_text(path: Path, limit: int = 200_000) -> str | None:
+    """The UTF-8 text of ``path`` if it is a regular file (not a symbolic link) of at most
+    ``limit`` bytes, else None: a repository's ``pyproject.toml -> /dev/zero`` is never read."""
+    import stat
+
+    try:
+        st = path.lstat()
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            return None
+        with open(path, "rb") as fh:
+            return fh.read(limit + 1)[:limit].decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def from_pyproject(root: Path) -> str:
     """The SPDX id declared in ``root/pyproject.toml`` (``license = "MIT"`` or ``{text = ...}``)."""
     try:
         import tomllib
     except ImportError:  # Python 3.10
         return UNKNOWN
+    text = read_small_text(root / "pyproject.toml")
+    if text is None:
+        return UNKNOWN
     try:
-        data = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
+        data = tomllib.loads(text)
+    except ValueError:
         return UNKNOWN
     declared = data.get("project", {}).get("license")
     if isinstance(declared, dict):

@@ -213,20 +213,15 @@ def _project_name(root: Path) -> str | None:
     try:
         import tomllib
 
-        name = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8")).get(
+        name = tomllib.loads(licenses.read_small_text(root / "pyproject.toml") or "").get(
             "project", {}).get("name")
         if isinstance(name, str) and name:
             return name
-    except (ImportError, OSError, UnicodeDecodeError, ValueError):  # no tomllib before 3.11
+    except (ImportError, ValueError, AttributeError):  # no tomllib before 3.11
         pass
-    try:
-        text = (root / "setup.cfg").read_text(encoding="utf-8")
-        m = re.search(r"^\[metadata\][^\[]*?^name\s*=\s*(\S+)", text, re.M | re.S)
-        if m:
-            return m.group(1)
-    except (OSError, UnicodeDecodeError):
-        pass
-    return None
+    text = licenses.read_small_text(root / "setup.cfg") or ""
+    m = re.search(r"^\[metadata\][^\[]*?^name\s*=\s*(\S+)", text, re.M | re.S)
+    return m.group(1) if m else None
 
 
 def _plan_git(library: Library, src: RegisteredSource, full: bool) -> Plan:
@@ -316,6 +311,12 @@ def _extract(src: RegisteredSource, plan: Plan, rep: SourceReport, publish: _Pub
     found: list[Candidate] = []
     for i, path in enumerate(files, 1):
         publish(src.id, "extract", i, len(files), path)
+        size = _size(plan.root / path) if path not in plan.virtual else 0
+        if size > extract.MAX_FILE_BYTES:  # not even read: read_file would cut it anyway
+            rep.problems.append(f"{src.id}: {path}: {size / 1e6:.1f} MB is over the "
+                                f"{extract.MAX_FILE_BYTES / 1e6:g} MB limit, skipped")
+            rep.files += 1
+            continue
         try:
             data = sources.read_file(plan.root, path, plan.virtual)
         except OSError as exc:
@@ -346,7 +347,21 @@ def _extract(src: RegisteredSource, plan: Plan, rep: SourceReport, publish: _Pub
                                 "kept the first")
             continue
         snippets[s.id] = s
+    # File names and contents come from the repository: keep every problem one printable line.
+    rep.problems[:] = [_printable(p) for p in rep.problems]
     return list(snippets.values()), broken
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.lstat().st_size
+    except OSError:
+        return 0
+
+
+def _printable(text: str) -> str:
+    """``text`` with line breaks and other control characters written as escapes."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 # ---------------------------------------------------------------- storing
