@@ -68,20 +68,24 @@ def settings_path(home: Path) -> Path:
     return Path(home) / FILE_NAME
 
 
+def _read(path: Path) -> dict[str, Any]:
+    """The settings file's object; {} when there is none."""
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SettingsError(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path} must hold a JSON object")
+    return data
+
+
 def load_settings(home: Path) -> Settings:
     """The library's settings; a missing file gives the defaults, a broken one an error."""
-    path = settings_path(home)
-    values: dict[str, Any] = {}
-    if path.exists():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise SettingsError(f"cannot read {path}: {exc}") from None
-        if not isinstance(data, dict):
-            raise SettingsError(f"{path} must hold a JSON object")
-        names = {f.name for f in fields(Settings)}
-        values = {k: _coerce(k, v) for k, v in data.items() if k in names}
-    settings = Settings(**values)
+    names = {f.name for f in fields(Settings)}
+    data = _read(settings_path(home))
+    settings = Settings(**{k: _coerce(k, v) for k, v in data.items() if k in names})
     if os.environ.get("CODEDISTILLER_POLICY"):
         settings.policy = _coerce("policy", os.environ["CODEDISTILLER_POLICY"])
     if os.environ.get("OPENAI_BASE_URL"):
@@ -95,12 +99,7 @@ def set_setting(home: Path, name: str, value: Any) -> Settings:
     if name not in names:
         raise SettingsError(f"unknown setting {name!r}; use one of {', '.join(names)}")
     path = settings_path(home)
-    data: dict[str, Any] = {}
-    if path.exists():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise SettingsError(f"cannot read {path}: {exc}") from None
+    data = _read(path)
     data[name] = _coerce(name, value)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

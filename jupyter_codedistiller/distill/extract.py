@@ -353,6 +353,16 @@ class _Sections:
         return item
 
 
+def _session(path: str, lines: list[str], i: int, sections: _Sections, found: list[_Found],
+             result: ExtractResult) -> int:
+    """Take the ``>>>`` session starting at line ``i`` as a doctest block; returns the line after it."""
+    j = _session_extent(lines, i)
+    block = _code_block(path, [(k + 1, lines[k]) for k in range(i, j)], result, True)
+    if block is not None:
+        found.append(sections.found(block, "doctest"))
+    return j
+
+
 def _session_extent(lines: list[str], i: int) -> int:
     """Index after the ``>>>`` session starting at line ``i`` (blank lines end it unless a prompt follows)."""
     n = len(lines)
@@ -443,11 +453,7 @@ def _markdown(path: str, text: str, result: ExtractResult) -> list[_Found]:
             i += 2
             continue
         if _PS1_LINE.match(line):
-            j = _session_extent(lines, i)
-            block = _code_block(path, [(k + 1, lines[k]) for k in range(i, j)], result, True)
-            if block is not None:
-                found.append(sections.found(block, "doctest"))
-            i = j
+            i = _session(path, lines, i, sections, found, result)
             continue
         sections.prose("" if line.startswith(("    ", "\t", "<", "|", "!")) else line)
         i += 1
@@ -546,11 +552,7 @@ def _rst(path: str, text: str, result: ExtractResult) -> list[_Found]:
             i = _rst_directive(path, lines, i, directive, sections, found, result)
             continue
         if _PS1_LINE.match(line):
-            j = _session_extent(lines, i)
-            block = _code_block(path, [(k + 1, lines[k]) for k in range(i, j)], result, True)
-            if block is not None:
-                found.append(sections.found(block, "doctest"))
-            i = j
+            i = _session(path, lines, i, sections, found, result)
             continue
         if stripped.endswith("::") and not stripped.startswith(".."):
             sections.prose(stripped[:-1] if stripped != "::" else "")
