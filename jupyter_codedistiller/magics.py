@@ -234,6 +234,15 @@ class DistillMagics(Magics):
         if args.json:
             self._print_json([r.to_dict() for r in results])
             return
+        from .cli import building_note
+        from .distill.defaults import building
+
+        progress = building(lib)
+        if progress:
+            from .htmlview import message_html
+
+            note = building_note(progress)
+            self._show(message_html(note, "info"), note)
         if not results:
             total = lib.count()
             self._show(results_html([], query=query, total=total),

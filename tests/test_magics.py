@@ -577,3 +577,13 @@ def test_audit_of_the_running_session_and_of_a_file(shell: InteractiveShell, ids
         shell.user_ns.pop("__session__", None)
     with pytest.raises(UsageError, match="no notebook"):
         shell.run_line_magic("distill", f"audit {tmp_path / 'missing.ipynb'}")
+
+
+def test_search_on_a_library_still_being_built_says_so(shell: InteractiveShell, ids: dict[str, str],
+                                                        library: Library) -> None:
+    library.add_source(RegisteredSource(id="lab-repo", kind="git", url="https://example.org/lab/repo.git"))
+    with capture_output() as cap:
+        shell.run_line_magic("distill", "search kaplan")
+    note = cap.outputs[0].data["text/plain"]
+    assert note.startswith("(the library is still being built:") and "results will grow" in note
+    assert "Kaplan-Meier" in cap.outputs[1].data["text/plain"], "and shows what is there"

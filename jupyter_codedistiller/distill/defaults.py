@@ -59,12 +59,13 @@ def ensure_default_sources(library: Library, *, per_pass: int = VALIDATE_PER_PAS
 def building(library: Library) -> dict[str, int] | None:
     """How far the library is from built, or None when nothing is waiting.
 
-    A library is still being built while snippets of active sources wait for
-    validation or some source has never been distilled.
+    A library is still being built while snippets wait for validation or a
+    source has never been distilled (and has not failed).
     """
     st = library.status()
     pending = st["validation"].get("pending", 0)
-    never = sum(1 for s in st["sources"] if not (s.get("last_commit") or s.get("last_version")))
+    never = sum(1 for s in st["sources"]
+                if not (s.get("last_commit") or s.get("last_version")) and s.get("state") != "error")
     if not pending and not never:
         return None
     return {

@@ -300,17 +300,20 @@ class SearchHandler(BaseHandler):
         include_retired = args.pop("include_retired", "false") == "true"
         filters = {k: v for k, v in args.items() if v}
 
-        def search(lib: Library) -> list[SearchResult]:
-            return lib.search(query, limit=limit + 1, offset=offset,
-                              include_retired=include_retired, **filters)
+        def search(lib: Library) -> tuple[list[SearchResult], dict[str, int] | None]:
+            from ..distill.defaults import building
 
-        results = await self.library(search)
+            found = lib.search(query, limit=limit + 1, offset=offset, include_retired=include_retired, **filters)
+            return found, building(lib)
+
+        results, progress = await self.library(search)
         self.reply({
             "query": query,
             "limit": limit,
             "offset": offset,
             "filters": filters,
             "has_more": len(results) > limit,
+            "building": progress,
             "results": [result_json(r) for r in results[:limit]],
         })
 

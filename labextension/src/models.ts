@@ -91,12 +91,32 @@ export interface ISearchResult extends ISnippet {
   score: number;
 }
 
+/** How far a library still being built is (see the server's `building`). */
+export interface IBuilding {
+  snippets: number;
+  validated: number;
+  pending: number;
+  sources_waiting: number;
+}
+
 export interface ISearchResponse {
   query: string;
   limit: number;
   offset: number;
   has_more: boolean;
+  building?: IBuilding | null;
   results: ISearchResult[];
+}
+
+/** The note shown above results while the library is still being built, or empty. */
+export function buildingNote(building: IBuilding | null | undefined): string {
+  if (!building) {
+    return '';
+  }
+  return (
+    `The library is still being built: ${building.snippets} snippets so far, ` +
+    `${building.validated} validated, ${building.pending} waiting; results will grow.`
+  );
 }
 
 export interface ISnippetDetail extends ISnippet {

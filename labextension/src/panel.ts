@@ -12,6 +12,7 @@ import { Widget } from '@lumino/widgets';
 
 import { ApiError, CodeDistillerClient } from './client';
 import {
+  buildingNote,
   FLAG_KINDS,
   FlagKind,
   IBadge,
@@ -330,7 +331,9 @@ export class CodeDistillerPanel extends Widget {
       this.offset = offset + answer.results.length;
       this.more.hidden = !answer.has_more;
       if (!more) {
-        this.say(answer.results.length ? '' : 'No snippets match.');
+        const note = buildingNote(answer.building);
+        const none = answer.results.length ? '' : 'No snippets match.';
+        this.say([note, none].filter(Boolean).join(' '));
       }
       // What the list shows now: lets tests and styles tell a finished search apart.
       this.node.dataset.query = answer.query;

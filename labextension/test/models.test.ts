@@ -7,6 +7,7 @@ import {
   cellBadgeText,
   IStatus,
   libraryRecord,
+  buildingNote,
   progressText,
   provenanceRows,
   safeLink,
@@ -142,5 +143,16 @@ describe('answer checks', () => {
     assert.throws(() => asSearchResponse({ results: [{ id: 'x' }] }), /no id or code/);
     assert.throws(() => asSearchResponse({ results: [{ id: 'x', code: '' }] }), /no badges/);
     assert.throws(() => asSnippetDetail({ id: 'x', cell_source: 'y' }), /cell metadata/);
+  });
+});
+
+describe('buildingNote', () => {
+  it('says the library is still being built, and is empty otherwise', () => {
+    assert.equal(buildingNote(null), '');
+    assert.equal(buildingNote(undefined), '');
+    assert.match(
+      buildingNote({ snippets: 120, validated: 30, pending: 90, sources_waiting: 0 }),
+      /still being built: 120 snippets so far, 30 validated, 90 waiting/
+    );
   });
 });
