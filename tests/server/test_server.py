@@ -534,3 +534,17 @@ def test_package_import_stays_free_of_server_modules() -> None:
             "print(any(m.startswith(('tornado', 'jupyter_server')) for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+async def test_team_policy_reaches_the_panel_through_insert_blockers(jp_fetch, fixture_library, home):
+    from jupyter_codedistiller.settings import set_setting
+
+    sid = fixture_library["km"]
+    set_setting(home, "policy", "reviewed")
+    data = answer(await jp_fetch(*API, "snippets", sid))
+    check_spec(data, "/snippets/{snippet_id}", "get", 200)
+    assert data["policy"] == "reviewed"
+    assert any("team policy is 'reviewed'" in b for b in data["insert_blockers"])
+    await jp_fetch(*API, "snippets", sid, "reviews", method="POST", body=json.dumps({"status": "approved"}))
+    data = answer(await jp_fetch(*API, "snippets", sid))
+    assert not any("team policy" in b for b in data["insert_blockers"])
