@@ -41,6 +41,8 @@ BUSY_TIMEOUT_MS = 30_000
 FTS_WEIGHTS = (10.0, 4.0, 6.0, 6.0, 1.5)  # title, summary, tags, packages, identifiers
 CANDIDATES = 200
 SCAN_CAP = 2000
+# What an unpaired surrogate (invalid UTF-8 on a command line, "\ud800" in JSON) becomes.
+NOT_TEXT = "the text given holds characters that are not valid Unicode (unpaired surrogates)"
 
 
 class LibraryError(Exception):
@@ -209,6 +211,16 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def _refresh_trust_current(conn: sqlite3.Connection, sid: str) -> None:
+    """``_refresh_trust`` for the snippet as stored now: a refresh may have moved it to a new
+    revision or validation since the caller read it, outside this transaction."""
+    row = conn.execute(
+        "SELECT revision, origin_kind, validation_status FROM snippets WHERE id = ?", (sid,)
+    ).fetchone()
+    if row is not None:
+        _refresh_trust(conn, sid, *row)
+
+
 # ---------------------------------------------------------------- the store
 
 
@@ -261,16 +273,21 @@ class Library:
             self._depth = 1
             try:
                 yield self._conn
-            except BaseException:
+            except BaseException as exc:
                 self._depth = 0
                 self._conn.execute("ROLLBACK")
+                if isinstance(exc, UnicodeEncodeError):
+                    raise LibraryError(NOT_TEXT) from None
                 raise
             self._depth = 0
             self._conn.execute("COMMIT")
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         with self._lock:
-            return self._conn.execute(sql, tuple(params)).fetchall()
+            try:
+                return self._conn.execute(sql, tuple(params)).fetchall()
+            except UnicodeEncodeError:
+                raise LibraryError(NOT_TEXT) from None
 
     # ------------------------------------------------------------ snippets
 
@@ -623,16 +640,23 @@ class Library:
         """
         weights = ", ".join(str(w) for w in FTS_WEIGHTS)
         bm25 = f"bm25(snippets_fts, {weights})"
+        if filtered:
+            # Filter while scanning, so that the cap counts matches that pass the filters.
+            inner = (f"SELECT snippets_fts.rowid AS rowid, {bm25} AS b FROM snippets_fts "
+                     f"JOIN snippets s ON s.rowid = snippets_fts.rowid WHERE snippets_fts MATCH ?{extra} "
+                     f"ORDER BY snippets_fts.rowid DESC LIMIT {SCAN_CAP}")
+            sql = (f"SELECT s.id, s.data, -c.b * s.trust AS score FROM ({inner}) AS c "
+                   "JOIN snippets s ON s.rowid = c.rowid ORDER BY score DESC, s.trust DESC, s.id LIMIT ?")
+            return self._read(sql, [expression, *params, want])
         inner = (f"SELECT rowid, {bm25} AS b FROM snippets_fts WHERE snippets_fts MATCH ? "
                  f"ORDER BY rowid DESC LIMIT {SCAN_CAP}")
-        pool = SCAN_CAP if filtered else max(CANDIDATES, want * 3)
         sql = (
             f"SELECT s.id, s.data, -c.b * s.trust AS score FROM "
-            f"(SELECT rowid, b FROM ({inner}) ORDER BY b LIMIT {pool}) AS c "
+            f"(SELECT rowid, b FROM ({inner}) ORDER BY b LIMIT {max(CANDIDATES, want * 3)}) AS c "
             f"JOIN snippets s ON s.rowid = c.rowid WHERE 1{extra} "
             "ORDER BY score DESC, s.trust DESC, s.id LIMIT ?"
         )
-        return self._read(sql, [expression, *params, want])
+        return self._read(sql, [expression, want])
 
     # ------------------------------------------------------------ flags and reviews
 
@@ -650,7 +674,7 @@ class Library:
                 "INSERT INTO flags(snippet_id, revision, kind, reason, by, at) VALUES (?,?,?,?,?,?)",
                 (s.id, s.revision, flag.kind, flag.reason, flag.by, flag.when),
             ).lastrowid
-            _refresh_trust(conn, s.id, s.revision, s.origin.kind, s.validation.status)
+            _refresh_trust_current(conn, s.id)
         return flag
 
     def resolve_flag(
@@ -673,7 +697,7 @@ class Library:
                 "WHERE id = ?",
                 (acting_person(by), utcnow(), note, flag_id),
             )
-            _refresh_trust(conn, s.id, s.revision, s.origin.kind, s.validation.status)
+            _refresh_trust_current(conn, s.id)
         return next(f for f in self.get(s.id).flags if f.id == flag_id)
 
     def review(
@@ -695,7 +719,7 @@ class Library:
                 "INSERT INTO reviews(snippet_id, revision, status, by, at, note) VALUES (?,?,?,?,?,?)",
                 (s.id, event.revision, event.status, event.by, event.when, event.note),
             )
-            _refresh_trust(conn, s.id, s.revision, s.origin.kind, s.validation.status)
+            _refresh_trust_current(conn, s.id)
         return event
 
     # ------------------------------------------------------------ sources and runs

@@ -370,3 +370,16 @@ def test_bad_import_changes_nothing(library: Library) -> None:
         with pytest.raises(LibraryError, match="line 2"):
             library.import_(io.StringIO(good + "\n" + bad + "\n"))
     assert [x.id for x in library.all()] == [s.id]
+
+
+def test_filters_apply_before_the_scan_cap(library: Library, monkeypatch: pytest.MonkeyPatch) -> None:
+    import jupyter_codedistiller.library as store
+
+    monkeypatch.setattr(store, "SCAN_CAP", 5)
+    older = [make_snippet(f"old{i}", package="lifelines", title=f"data step {i}") for i in range(8)]
+    newer = [make_snippet(f"new{i}", package="pandas", title=f"data step {i}") for i in range(8)]
+    library.upsert(older)
+    library.upsert(newer)
+    assert len(library.search("data", limit=20)) == 5, "a very common word ranks among the newest matches"
+    found = library.search("data", package="lifelines", limit=20)
+    assert len(found) == 5 and {r.snippet.source.package for r in found} == {"lifelines"}
