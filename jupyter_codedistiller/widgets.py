@@ -6,16 +6,20 @@ to show under a result. Every bundle these views display also carries
 ``text/html`` and ``text/plain``, so a notebook read without a widget manager
 (nbconvert, GitHub, a terminal) still shows the results.
 
-A button cannot add a cell: a click is a comm message, not an execution, so
-a ``set_next_input`` payload raised in the callback would ride on the reply to
-whatever cell runs next (jupyterlab/jupyterlab#8893), and kernel JavaScript
-cannot reach the notebook model in JupyterLab 4. Insert therefore shows the
-exact cell text (marker line and code) to copy, and the command that inserts it.
+A button cannot add a cell from the kernel: a click is a comm message, not an
+execution, so a ``set_next_input`` payload raised in the callback would ride on
+the reply to whatever cell runs next (jupyterlab/jupyterlab#8893). Insert
+therefore displays an *insert request* (``INSERT_MIME``) in the view's Output
+area; the labextension renders that MIME type by inserting the cell below,
+once, while the request is fresh. Front ends without the extension (classic
+notebook, VS Code, nbclient) show its ``text/plain``: the cell text and the
+``%distill insert`` command.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,6 +29,29 @@ from .htmlview import esc, result_html
 from .library import SearchResult
 
 DetailHandler = Callable[[SearchResult], str]
+# What a click on Insert answers: HTML for the detail area, and the insert request to
+# display in the Output area (None when nothing is to be inserted).
+InsertHandler = Callable[[SearchResult], tuple[str, dict[str, Any] | None]]
+
+INSERT_MIME = "application/vnd.codedistiller.insert+json"
+"""The MIME type of an insert request; the labextension's renderer acts on it."""
+
+
+def insert_request(source: str, metadata: dict[str, Any], *, snippet_id: str, title: str,
+                   text: str) -> dict[str, Any]:
+    """A display bundle asking the front end to insert a code cell below.
+
+    ``INSERT_MIME`` holds the cell ``source``, its ``metadata.codedistiller``
+    record, a fresh ``nonce`` and the ``created`` time (epoch seconds): the
+    front end inserts each nonce once, and only while the request is fresh, so
+    a reopened notebook never inserts again. ``text`` is the ``text/plain``
+    fallback for front ends without the extension.
+    """
+    return {
+        INSERT_MIME: {"source": source, "metadata": metadata, "nonce": uuid.uuid4().hex,
+                      "created": time.time(), "snippet_id": snippet_id, "title": title},
+        "text/plain": text,
+    }
 
 
 def bundle(widget: W.Widget, html: str, text: str) -> dict[str, Any]:
@@ -36,11 +63,18 @@ def bundle(widget: W.Widget, html: str, text: str) -> dict[str, Any]:
 
 
 class ResultsView:
-    """Ranked results, each with Insert and Why buttons toggling a detail area below it."""
+    """Ranked results, each with Insert and Why buttons and a detail area below it.
 
-    def __init__(self, results: Sequence[SearchResult], *, on_insert: DetailHandler,
+    Why toggles the provenance in the detail area. Each Insert click shows
+    ``on_insert``'s HTML (warnings, or why it is blocked) in the detail area and
+    replaces what the Output area (``output``, under the results) shows with the
+    insert request it returns, if any.
+    """
+
+    def __init__(self, results: Sequence[SearchResult], *, on_insert: InsertHandler,
                  on_why: DetailHandler, footer_html: str = "") -> None:
         self.results = list(results)
+        self.output = W.Output()
         self.insert_buttons: list[W.Button] = []
         self.why_buttons: list[W.Button] = []
         self.details: list[W.HTML] = []
@@ -49,13 +83,14 @@ class ResultsView:
         for r in self.results:
             detail = W.HTML("")
             insert = W.Button(description="Insert", icon="plus", button_style="primary",
-                              tooltip=f"Show how to insert result {r.rank} with its provenance",
+                              tooltip=f"Insert result {r.rank} in a new cell below, with its "
+                                      "provenance",
                               layout=W.Layout(width="90px"))
             why = W.Button(description="Why", icon="info-circle",
                            tooltip=f"Where result {r.rank} came from and how it was checked",
                            layout=W.Layout(width="90px"))
             i = len(self.details)
-            insert.on_click(lambda _b, i=i: self._toggle(i, "insert", on_insert))
+            insert.on_click(lambda _b, i=i: self._insert(i, on_insert))
             why.on_click(lambda _b, i=i: self._toggle(i, "why", on_why))
             self.insert_buttons.append(insert)
             self.why_buttons.append(why)
@@ -64,9 +99,22 @@ class ResultsView:
             head = W.HTML(result_html(r), layout=W.Layout(flex="1 1 auto"))
             buttons = W.HBox([insert, why], layout=W.Layout(flex="0 0 auto", align_items="center"))
             rows.append(W.VBox([W.HBox([head, buttons]), detail]))
+        rows.append(self.output)
         if footer_html:
             rows.append(W.HTML(footer_html))
         self.widget = W.VBox(rows)
+
+    def _insert(self, i: int, handler: InsertHandler) -> None:
+        try:
+            html, request = handler(self.results[i])
+        except Exception as exc:  # a callback error would only reach the kernel log
+            html, request = f"<pre>{esc(type(exc).__name__)}: {esc(exc)}</pre>", None
+        self.details[i].value = html
+        self._showing[i] = "insert" if html else None
+        # Set as state, not captured from a display call: the Output shows exactly this request.
+        self.output.outputs = (
+            ({"output_type": "display_data", "data": request, "metadata": {}},) if request else ()
+        )
 
     def _toggle(self, i: int, what: str, handler: DetailHandler) -> None:
         if self._showing[i] == what:

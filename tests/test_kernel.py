@@ -10,6 +10,7 @@ reads the progress bar's final state from the widget state nbclient kept.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
@@ -139,13 +140,16 @@ def test_notebook_searches_and_inserts_in_a_real_kernel(tmp_path: Path) -> None:
         assert bar["_model_name"] == "IntProgressModel" and bar["bar_style"] == "success"
         assert bar["value"] == bar["max"]
 
-        # the Insert button: shows the marked cell text and the command; it queues no insert
+        # the Insert button: an insert request in the results' Output area (for the
+        # labextension), with the cell text and the command as text; it queues no set_next_input
         click(client, stdout_of(nb.cells[5]).strip())
-        probe = new_code_cell(f"print({MAGICS}.last_view.details[0].value)")
+        probe = new_code_cell(f"import json; print(json.dumps({MAGICS}.last_view.output.outputs))")
         nb.cells.append(probe)
         client.execute_cell(probe, len(nb.cells) - 1)
-        shown = stdout_of(probe)
-        assert f"%distill insert {good.id}" in shown and f"# codedistiller: id={good.id}" in shown
+        [shown] = json.loads(stdout_of(probe))
+        request = shown["data"]["application/vnd.codedistiller.insert+json"]
+        assert request["source"] == cell_source(good) and request["metadata"]["id"] == good.id
+        assert f"%distill insert {good.id}" in shown["data"]["text/plain"]
         assert replies[len(nb.cells) - 1]["content"]["payload"] == []
 
         # why the button does not call set_next_input: from a click, ipykernel holds the payload

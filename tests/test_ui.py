@@ -4,7 +4,8 @@ JupyterLab runs on 127.0.0.1 with a fixture library; Debian's chromium,
 driven by the PyPI ``playwright`` package through its executable path (no
 browser download), opens the panel, searches, inserts a snippet into a
 notebook, flags and approves snippets, and checks that repository text is
-shown as text. Screenshots go to ``ui-tests/output/``; with
+shown as text; in a notebook running on a real kernel, the Insert button of
+``%distill search``'s widgets inserts a cell. Screenshots go to ``ui-tests/output/``; with
 ``UPDATE_SCREENSHOTS=1`` the panel screenshot also replaces ``docs/panel.png``.
 """
 
@@ -29,7 +30,7 @@ import nbformat
 import pytest
 
 from jupyter_codedistiller.library import Library
-from jupyter_codedistiller.provenance import cell_source
+from jupyter_codedistiller.provenance import cell_metadata, cell_source, parse_marker
 
 from .conftest import make_snippet
 
@@ -69,6 +70,7 @@ plt.scatter(log2fc, -np.log10(p), s=4)
 plt.xlabel("log2 fold change")
 """
 TIMEOUT_MS = 60_000
+WIDGET_QUERY = "treatment arms"  # finds the log-rank snippet only
 PANEL = "#jp-codedistiller-panel"
 
 
@@ -162,6 +164,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
     nbformat.write(nb, root / "analysis.ipynb")
+    widgets_nb = nbformat.v4.new_notebook()
+    widgets_nb.cells.append(nbformat.v4.new_code_cell(
+        f"%load_ext jupyter_codedistiller\n%distill search {WIDGET_QUERY}"))
+    widgets_nb.metadata["kernelspec"] = nb.metadata["kernelspec"]
+    nbformat.write(widgets_nb, root / "widgets.ipynb")
 
     port, token = _free_port(), "ui-test-token"
     env = dict(os.environ)
@@ -403,3 +410,63 @@ def test_screenshot_of_the_panel(lab: Lab, page: Any) -> None:
     assert shot.stat().st_size > 10_000
     if os.environ.get("UPDATE_SCREENSHOTS") == "1":
         shutil.copyfile(shot, ROOT / "docs" / "panel.png")
+
+
+def test_widget_insert_button_inserts_a_cell_below(lab: Lab, page: Any) -> None:
+    """``%distill search`` on the venv's kernel; its ipywidgets Insert button adds the cell."""
+    current = "window.jupyterapp.shell.currentWidget"
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:open',"
+                  " {path: 'widgets.ipynb'})")
+    page.wait_for_function(
+        f"() => {{ const w = {current}; const k = w && w.context && w.context.path === 'widgets.ipynb'"
+        " && w.sessionContext.session && w.sessionContext.session.kernel;"
+        " return !!k && k.connectionStatus === 'connected' && k.status === 'idle'; }"
+    )
+    cells = f"() => {current}.content.model.cells.length"
+    assert page.evaluate(cells) == 1
+    page.evaluate(f"() => {{ {current}.content.activeCellIndex = 0;"
+                  " return window.jupyterapp.commands.execute('notebook:run-cell'); }")
+    notebook = page.locator(".jp-NotebookPanel:visible")
+    insert = notebook.locator(".jp-OutputArea button.jupyter-button", has_text="Insert")
+    insert.wait_for()  # the widget manager rendered the results view
+    assert insert.count() == 1
+    assert page.evaluate(cells) == 1  # a search inserts nothing
+
+    insert.click()
+    page.wait_for_function(f"() => {current}.content.model.cells.length === 2")
+    done = notebook.locator('.jp-codedistiller-insert[data-codedistiller-insert="inserted"]')
+    done.wait_for()
+    assert done.text_content() == "Inserted below: Log-rank test between treatment arms"
+    cell = page.evaluate(
+        f"() => {{ const c = {current}.content.model.cells.get(1);"
+        " return {type: c.type, source: c.sharedModel.getSource(),"
+        " meta: c.getMetadata('codedistiller')}; }"
+    )
+    with Library.open(lab.home) as lib:
+        snippet = lib.get(lab.ids["logrank"])
+    expected = cell_metadata(snippet)
+    assert cell["type"] == "code"
+    assert cell["source"] == cell_source(snippet)
+    assert parse_marker(cell["source"].splitlines()[0])["id"] == snippet.id
+    assert {k: v for k, v in cell["meta"].items() if k != "inserted"} == {
+        k: v for k, v in expected.items() if k != "inserted"}
+    assert notebook.locator(".jp-Cell.jp-codedistiller-cell").count() == 1
+    page.wait_for_timeout(500)
+    assert page.evaluate(cells) == 2  # the request is acted on once
+    notebook.screenshot(path=str(OUTPUT / "widget-insert.png"))
+
+    # Reloading the page restores the notebook and the widgets from the live kernel: the
+    # request renders again (the renderer is in the restored notebook's registry) but is not
+    # acted on again. Save all first: a kernel's language_info makes its notebook dirty.
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save-all')")
+    page.wait_for_function("() => !window.jupyterapp.status.isDirty")
+    page.reload()
+    page.wait_for_function(
+        f"() => {{ const w = window.jupyterapp && {current};"
+        " return !!w && !!w.context && w.context.path === 'widgets.ipynb'; }"
+    )
+    again = page.locator(".jp-NotebookPanel:visible .jp-codedistiller-insert")
+    again.wait_for()
+    assert again.get_attribute("data-codedistiller-insert") == "inserted"
+    assert page.evaluate(cells) == 2
+    page.evaluate(f"() => {current}.sessionContext.shutdown()")

@@ -1,6 +1,8 @@
 /**
- * Cells inserted from the library carry a small provenance badge: a class and a
- * data attribute on the cell node, shown by CSS (`content: attr(...)` is text-only).
+ * Cells inserted from the library: how one is inserted (the side panel and the
+ * `%distill` widgets' insert requests share it), and the small provenance badge
+ * they carry: a class and a data attribute on the cell node, shown by CSS
+ * (`content: attr(...)` is text-only).
  */
 
 import type { Cell } from '@jupyterlab/cells';
@@ -9,6 +11,39 @@ import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { cellBadgeText, libraryRecord, METADATA_KEY } from './models';
 
 export const LIBRARY_CELL_CLASS = 'jp-codedistiller-cell';
+
+/**
+ * Insert a code cell holding `source`, with `metadata` as its `metadata.codedistiller`,
+ * below cell `after` of the notebook (default: below the active cell), and make it
+ * the active cell. Returns why it could not, or null.
+ */
+export async function insertLibraryCell(
+  panel: NotebookPanel,
+  source: string,
+  metadata: Record<string, unknown>,
+  after?: number
+): Promise<string | null> {
+  await panel.context.ready;
+  const notebook = panel.content;
+  const model = notebook.model;
+  if (!model || model.readOnly) {
+    return 'This notebook cannot be edited.';
+  }
+  const index =
+    after !== undefined && after >= 0 && after < model.cells.length
+      ? after + 1
+      : notebook.activeCell
+        ? notebook.activeCellIndex + 1
+        : 0;
+  model.sharedModel.insertCell(index, {
+    cell_type: 'code',
+    source,
+    metadata: { [METADATA_KEY]: metadata } as any
+  });
+  notebook.activeCellIndex = index;
+  notebook.deselectAll();
+  return null;
+}
 
 /** Mark one cell according to its metadata. */
 export function markCell(cell: Cell): void {

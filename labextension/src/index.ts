@@ -10,13 +10,15 @@ import {
 import { ICommandPalette } from '@jupyterlab/apputils';
 import { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
 import { INotebookTracker } from '@jupyterlab/notebook';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ServerConnection } from '@jupyterlab/services';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { LabIcon } from '@jupyterlab/ui-components';
 
-import { trackLibraryCells } from './cells';
+import { insertLibraryCell, trackLibraryCells } from './cells';
 import { CodeDistillerClient, Fetcher } from './client';
-import { ISnippetDetail, METADATA_KEY } from './models';
+import { INSERT_REQUEST_RANK, insertRequestRenderers } from './insert';
+import { ISnippetDetail } from './models';
 import { CodeDistillerPanel, DEFAULT_SETTINGS, IPanelSettings } from './panel';
 
 const PLUGIN_ID = 'jupyter-codedistiller:plugin';
@@ -51,22 +53,11 @@ function inserter(
     if (!panel) {
       return 'Open a notebook first: the snippet goes below its active cell.';
     }
-    await panel.context.ready;
-    const notebook = panel.content;
-    const model = notebook.model;
-    if (!model || notebook.model?.readOnly) {
-      return 'This notebook cannot be edited.';
+    const problem = await insertLibraryCell(panel, detail.cell_source, detail.cell_metadata);
+    if (!problem) {
+      app.shell.activateById(panel.id);
     }
-    const index = notebook.activeCell ? notebook.activeCellIndex + 1 : 0;
-    model.sharedModel.insertCell(index, {
-      cell_type: 'code',
-      source: detail.cell_source,
-      metadata: { [METADATA_KEY]: detail.cell_metadata } as any
-    });
-    notebook.activeCellIndex = index;
-    notebook.deselectAll();
-    app.shell.activateById(panel.id);
-    return null;
+    return problem;
   };
 }
 
@@ -75,14 +66,21 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description: 'A side panel to search, insert, flag and review validated code examples.',
   autoStart: true,
   requires: [INotebookTracker],
-  optional: [ICommandPalette, ISettingRegistry, IEditorLanguageRegistry, ILayoutRestorer],
+  optional: [
+    ICommandPalette,
+    ISettingRegistry,
+    IEditorLanguageRegistry,
+    ILayoutRestorer,
+    IRenderMimeRegistry
+  ],
   activate: (
     app: JupyterFrontEnd,
     tracker: INotebookTracker,
     palette: ICommandPalette | null,
     settingRegistry: ISettingRegistry | null,
     languages: IEditorLanguageRegistry | null,
-    restorer: ILayoutRestorer | null
+    restorer: ILayoutRestorer | null,
+    rendermime: IRenderMimeRegistry | null
   ) => {
     const client = new CodeDistillerClient(serverFetcher(app.serviceManager.serverSettings));
     const panel = new CodeDistillerPanel({
@@ -116,6 +114,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
 
     trackLibraryCells(tracker);
+    if (rendermime) {
+      // Notebooks clone the app's registry when they open, so every notebook opened from
+      // now on (and the ipywidgets Output areas, which use the notebook's) renders requests.
+      rendermime.addFactory(insertRequestRenderers(tracker), INSERT_REQUEST_RANK);
+    }
 
     if (settingRegistry) {
       settingRegistry
