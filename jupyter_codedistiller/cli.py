@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable
@@ -33,6 +34,15 @@ def search_filters(args: argparse.Namespace) -> dict[str, Any]:
     return {n: getattr(args, n) for n in names if getattr(args, n, None)}
 
 
+_UNSHOWABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_text(text: str) -> str:
+    """``text`` with control characters (terminal escapes, bidi overrides) written as escapes:
+    titles, code and outputs come from repositories, and a terminal would obey them."""
+    return _UNSHOWABLE.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 def result_lines(results: list[SearchResult]) -> list[str]:
     """Plain-text lines for ranked results, two per hit."""
     lines = []
@@ -43,7 +53,7 @@ def result_lines(results: list[SearchResult]) -> list[str]:
         where = s.source.path + (f":{s.source.line_start}-{s.source.line_end}"
                                  if s.source.line_start else "")
         lines.append(f"     {s.id}  {where}")
-    return lines
+    return [terminal_text(line) for line in lines]
 
 
 def snippet_text(s: Snippet) -> str:
@@ -61,7 +71,7 @@ def snippet_text(s: Snippet) -> str:
         state = f"resolved by {f.resolved_by}: {f.resolution}" if f.resolved else "open"
         lines.append(f"flag {f.id} [{f.kind}] {f.reason} ({f.by}, {f.when}; {state})")
     lines += ["", s.code.rstrip("\n")]
-    return "\n".join(lines)
+    return terminal_text("\n".join(lines))
 
 
 def provenance_text(s: Snippet) -> str:
@@ -107,7 +117,7 @@ def provenance_text(s: Snippet) -> str:
     for f in s.flags:
         state = f"resolved by {f.resolved_by}: {f.resolution}" if f.resolved else "open"
         lines.append(f"  #{f.id} {f.when} [{f.kind}] {f.reason} by {f.by} ({state})")
-    return "\n".join(lines)
+    return terminal_text("\n".join(lines))
 
 
 # ---------------------------------------------------------------- commands

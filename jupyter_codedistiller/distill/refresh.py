@@ -230,6 +230,7 @@ def _plan_git(library: Library, src: RegisteredSource, full: bool) -> Plan:
     if not (checkout / ".git").is_dir():  # never cloned here, or the checkout was deleted
         checkout.parent.mkdir(parents=True, exist_ok=True)
         sources.clone(src.url, checkout, ref=ref)
+    sources.clear_stale_locks(checkout)  # a refresh killed during git left them (we hold its lock)
     commit = sources.fetch(checkout, src.url, ref)
     plan = Plan(root=checkout, files=[], commit=commit, ref=ref,
                 license=licenses.for_tree(checkout),

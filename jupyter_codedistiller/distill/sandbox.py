@@ -681,6 +681,7 @@ class _Info:
 
 
 _lock = threading.Lock()  # guards the caches below
+_parse_lock = threading.Lock()
 _probe_lock = threading.Lock()  # one probe at a time, so each method is probed once
 _plans: dict[str, tuple[_Plan, tuple[str, ...]]] = {}
 _infos: dict[str, _Info] = {}
@@ -1161,8 +1162,9 @@ def _static_needs(code: str) -> set[str]:
     """What the code visibly needs: {"network", "gpu", "input"} (evidence, not proof)."""
     needs: set[str] = set()
     try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError):
+        with _parse_lock:  # CPython 3.11's AST builder is not thread-safe (SystemError: "AST
+            tree = ast.parse(code)  # constructor recursion depth mismatch" under parallel calls)
+    except (SyntaxError, ValueError, RecursionError):
         return needs
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):

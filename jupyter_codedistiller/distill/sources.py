@@ -24,6 +24,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -167,6 +168,51 @@ def changes_between(checkout: Path, old: str, new: str) -> Changes:
     result.changed.sort()
     result.deleted = sorted(set(result.deleted) - set(result.changed))
     return result
+
+
+def _working_in(folder: Path) -> bool | None:
+    """Whether any process has its working directory in ``folder`` (None: cannot tell here)."""
+    if not os.path.isdir("/proc/self"):
+        return None
+    top = str(folder.resolve())
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cwd = os.readlink(f"/proc/{entry}/cwd")
+            except OSError:
+                continue
+            if cwd == top or cwd.startswith(top + os.sep):
+                return True
+    return False
+
+
+def clear_stale_locks(checkout: Path, *, wait: float = LOCAL_TIMEOUT) -> list[str]:
+    """Remove the lock files a killed refresh's git left in ``checkout`` (``shallow.lock``,
+    ``index.lock``, ref locks), which would otherwise fail every later fetch.
+
+    Call it holding the source's refresh lock, so that no other refresh runs git here. A git
+    command that outlived a killed refresh still works in the checkout: it is waited for (up to
+    ``wait`` seconds) and its locks are left to it. Where processes cannot be seen, only locks
+    older than the fetch timeout count as stale. Returns the removed paths.
+    """
+    git_dir = checkout / ".git"
+    locks = [p for p in [*git_dir.glob("*.lock"), *git_dir.glob("refs/**/*.lock")] if p.is_file()]
+    if not locks:
+        return []
+    deadline = time.monotonic() + wait
+    while _working_in(checkout) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    busy = _working_in(checkout)
+    removed = []
+    for lock in locks:
+        try:
+            if busy or (busy is None and time.time() - lock.stat().st_mtime < FETCH_TIMEOUT):
+                continue
+            lock.unlink()
+            removed.append(str(lock.relative_to(checkout)))
+        except OSError:
+            pass
+    return removed
 
 
 def fetch(checkout: Path, url: str, ref: str | None, *, timeout: float = FETCH_TIMEOUT) -> str:
