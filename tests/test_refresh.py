@@ -221,9 +221,9 @@ def test_one_source_is_written_in_one_transaction(library: Library, upstream, ad
 
 
 def test_a_busy_source_is_skipped(library: Library, added: str) -> None:
-    from jupyter_codedistiller.distill.refresh import _SourceLock
+    from jupyter_codedistiller.distill.refresh import SourceLock
 
-    held = _SourceLock(library, added)
+    held = SourceLock(library, added)
     assert held.acquire()
     try:
         report = refresh(library, validate=False)

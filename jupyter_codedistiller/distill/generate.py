@@ -300,7 +300,7 @@ class SourceContext:
 
 def source_context(library: Library, source_id: str) -> SourceContext:
     """The context of a registered, distilled source; raises GenerateError when there is none."""
-    from .refresh import _project_name, _standard_site_dirs
+    from .refresh import project_name, standard_site_dirs
 
     src = library.source(source_id)
     if src.state == "removed":
@@ -310,7 +310,7 @@ def source_context(library: Library, source_id: str) -> SourceContext:
         ctx = SourceContext(source=src, root=info.root, files=sorted({*info.files, *info.virtual}),
                             version=info.version, license=info.license, repository=info.repository,
                             package=info.name, virtual=info.virtual)
-        if os.path.realpath(info.root) not in _standard_site_dirs():
+        if os.path.realpath(info.root) not in standard_site_dirs():
             ctx.python_path = [str(info.root)]
         return ctx
     if not src.last_commit:
@@ -323,7 +323,7 @@ def source_context(library: Library, source_id: str) -> SourceContext:
                             f"{src.last_commit[:12]}; run `codedistiller refresh {source_id}` first")
     ctx = SourceContext(source=src, root=checkout, files=sources.tracked_files(checkout, head),
                         commit=head, ref=src.settings.get("ref"), license=src.license or "unknown",
-                        repository=src.settings.get("repository"), package=_project_name(checkout))
+                        repository=src.settings.get("repository"), package=project_name(checkout))
     ctx.python_path = [str(checkout)] + ([str(checkout / "src")] if (checkout / "src").is_dir() else [])
     return ctx
 
@@ -772,12 +772,12 @@ def distill_source(library: Library, source_id: str, client: LLMClient, *, budge
     example if no passed snippet demonstrates it. ``force`` ignores what earlier passes remember
     and generates even when a core snippet exists. Never raises for the source's failures.
     """
-    from .refresh import _SourceLock
+    from .refresh import SourceLock
 
     started = time.monotonic()
     rep = SourceLLMReport(source_id=source_id)
     budget = budget or Budget()
-    lock = _SourceLock(library, source_id)
+    lock = SourceLock(library, source_id)
     distiller: Distiller | None = None
     if not lock.acquire():
         rep.skipped = "another refresh is working on it"

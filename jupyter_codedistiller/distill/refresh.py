@@ -208,7 +208,7 @@ def _extractor_version() -> str | None:
     return str(version) if version is not None else None
 
 
-def _project_name(root: Path) -> str | None:
+def project_name(root: Path) -> str | None:
     """The distribution a repository builds, from pyproject.toml or setup.cfg, if it says."""
     try:
         import tomllib
@@ -234,7 +234,7 @@ def _plan_git(library: Library, src: RegisteredSource, full: bool) -> Plan:
     commit = sources.fetch(checkout, src.url, ref)
     plan = Plan(root=checkout, files=[], commit=commit, ref=ref,
                 license=licenses.for_tree(checkout),
-                repository=src.settings.get("repository"), package=_project_name(checkout))
+                repository=src.settings.get("repository"), package=project_name(checkout))
     plan.python_path = [str(checkout)]
     if (checkout / "src").is_dir():
         plan.python_path.append(str(checkout / "src"))
@@ -251,7 +251,8 @@ def _plan_git(library: Library, src: RegisteredSource, full: bool) -> Plan:
     return plan
 
 
-def _standard_site_dirs() -> set[str]:
+def standard_site_dirs() -> set[str]:
+    """The interpreter's own site-packages folders (a package found there needs no path entry)."""
     import site
     import sysconfig
 
@@ -268,7 +269,7 @@ def _plan_package(src: RegisteredSource, full: bool) -> Plan:
     info = sources.package_info(src.settings.get("package") or src.url.removeprefix("pkg:"))
     plan = Plan(root=info.root, files=[], version=info.version, license=info.license,
                 repository=info.repository, package=info.name, virtual=info.virtual)
-    if os.path.realpath(info.root) not in _standard_site_dirs():
+    if os.path.realpath(info.root) not in standard_site_dirs():
         plan.python_path = [str(info.root)]
     if full or src.last_version != info.version:
         plan.full = True
@@ -531,7 +532,7 @@ def _validate(library: Library, src: RegisteredSource, plan: Plan | None, rep: S
 # ---------------------------------------------------------------- the refresh
 
 
-class _SourceLock:
+class SourceLock:
     """An exclusive, non-blocking lock on one source, so two refreshes never share a checkout."""
 
     def __init__(self, library: Library, source_id: str) -> None:
@@ -580,7 +581,7 @@ def refresh_source(library: Library, src: RegisteredSource, *, workers: int | No
     started = time.monotonic()
     publish = publish or _Publisher(library, None)
     rep = SourceReport(source_id=src.id, kind=src.kind)
-    lock = _SourceLock(library, src.id)
+    lock = SourceLock(library, src.id)
     if not lock.acquire():
         rep.problems.append(f"{src.id}: skipped: another refresh is working on it")
         return rep
