@@ -34,6 +34,8 @@ from jupyter_codedistiller.distill.sandbox import (
 )
 from jupyter_codedistiller.model import Validation
 
+from .hostile.scenarios import processes_with
+
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the sandbox targets Linux")
 
 FAST = SandboxSettings(timeout=10)
@@ -45,20 +47,6 @@ SCRUBBED_ENV = {"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "MPLBACKEND", "PYTHO
 def features(isolation: str | None) -> set[str]:
     parts = (isolation or "").split("+")
     return {parts[0].split("-")[0], *parts[1:]} | ({"net"} if isolates_network(isolation) else set())
-
-
-def processes_with(marker: str) -> list[int]:
-    """Pids of ``sleep MARKER`` processes, anywhere on the machine."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if f.read() == b"sleep\0" + marker.encode() + b"\0":
-                        found.append(int(entry))
-            except OSError:
-                pass
-    return found
 
 
 def sleeper_marker() -> str:

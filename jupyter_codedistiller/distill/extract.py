@@ -727,13 +727,20 @@ _CELL_MARKER = re.compile(r"^#\s?%%(.*)$|^#{20,}\s*$")
 _COMMENT = re.compile(r"^\s*#(?!%%)")
 
 
-def _script(path: str, text: str, result: ExtractResult) -> list[_Found]:
+def _parse(path: str, text: str, result: ExtractResult) -> ast.Module | None:
+    """The module's syntax tree, or None with a problem line naming the file and line."""
     try:
-        tree = ast.parse(text)
+        return ast.parse(text)
     except (SyntaxError, ValueError) as exc:
         line = getattr(exc, "lineno", None)
         where = f"{path}:{line}" if line else path
         result.problems.append(f"{where}: syntax error ({getattr(exc, 'msg', exc)}), skipped")
+        return None
+
+
+def _script(path: str, text: str, result: ExtractResult) -> list[_Found]:
+    tree = _parse(path, text, result)
+    if tree is None:
         return []
     lines = text.split("\n")
     doc_title, doc_summary, doc_end = _script_doc(tree, lines)
@@ -937,12 +944,8 @@ def _docstrings(path: str, text: str, result: ExtractResult) -> None:
     """``>>>`` and ``.. code::`` examples of public functions, classes and methods, one candidate each."""
     if ">>>" not in text and ".. code" not in text:
         return
-    try:
-        tree = ast.parse(text)
-    except (SyntaxError, ValueError) as exc:
-        line = getattr(exc, "lineno", None)
-        where = f"{path}:{line}" if line else path
-        result.problems.append(f"{where}: syntax error ({getattr(exc, 'msg', exc)}), skipped")
+    tree = _parse(path, text, result)
+    if tree is None:
         return
     module = module_name(path)
     imports: dict[str, str] | None = None
