@@ -287,6 +287,27 @@ def test_passed_snippets_go_stale_when_a_dependency_moves(library: Library,
     assert library.get(works.id).validation.status == "passed"
 
 
+def test_skipped_for_a_missing_package_is_retried_once_it_is_installed(library: Library,
+                                                                        validating: str) -> None:
+    from jupyter_codedistiller.distill.sandbox import SandboxSettings
+
+    settings = SandboxSettings(timeout=30)
+    refresh(library, settings=settings)
+    works = next(s for s in library.all() if s.source.path == "examples/works.py")
+    skipped = Validation(status="skipped", reason="needs package nbformat")
+    library.set_validation(works.id, skipped, revision=works.revision)
+    other = next(s for s in library.all() if s.source.path == "examples/breaks.py")
+    library.set_validation(other.id, Validation(status="skipped", reason="needs package surely-not-installed-x"),
+                           revision=other.revision)
+
+    report = refresh(library, validate=False)
+    assert report.totals()["stale"] == 1, "nbformat is installed; the other package is not"
+    assert library.get(works.id).validation.reason == "environment changed: nbformat is installed now"
+    assert library.get(other.id).validation.status == "skipped"
+    refresh(library, settings=settings)
+    assert library.get(works.id).validation.status == "passed"
+
+
 def test_llm_made_snippets_survive_a_refresh_of_their_file(tmp_path) -> None:
     from jupyter_codedistiller.distill import sources as _sources
     from jupyter_codedistiller.distill.refresh import refresh as _refresh

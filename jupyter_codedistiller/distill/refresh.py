@@ -478,6 +478,31 @@ def mark_stale(library: Library, source_id: str, interpreter: str | None = None)
     return len(changed)
 
 
+def mark_retry(library: Library, source_id: str, interpreter: str | None = None) -> int:
+    """Skipped snippets that needed a package which is installed now become ``stale``
+    (and so are validated again); returns how many."""
+    from .imports import distributions_for
+
+    waiting: list[tuple[Snippet, str]] = []
+    for s in _snippets_with(library, source_id, ["skipped"]):
+        reason = s.validation.reason or ""
+        if reason.startswith("needs package "):
+            waiting.append((s, reason.removeprefix("needs package ").strip()))
+    if not waiting:
+        return 0
+    names = {name: [name, *distributions_for(name)] for _, name in waiting}
+    now = installed_versions({d for dists in names.values() for d in dists}, interpreter)
+    ready = [(s, name) for s, name in waiting if any(now.get(d) for d in names[name])]
+    if not ready:
+        return 0
+    with library.transaction():
+        for s, name in ready:
+            v = Validation(**{**asdict(s.validation), "status": "stale",
+                              "reason": f"environment changed: {name} is installed now"})
+            library.set_validation(s.id, v, revision=s.revision)
+    return len(ready)
+
+
 def _validate(library: Library, src: RegisteredSource, plan: Plan | None, rep: SourceReport,
               publish: _Publisher, workers: int, settings: Any) -> None:
     from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -591,7 +616,8 @@ def refresh_source(library: Library, src: RegisteredSource, *, workers: int | No
         try:
             plan = _distil(library, src, rep, publish, full)
             if plan is not None:
-                rep.stale = mark_stale(library, src.id, getattr(settings, "interpreter", None))
+                interpreter = getattr(settings, "interpreter", None)
+                rep.stale = mark_stale(library, src.id, interpreter) + mark_retry(library, src.id, interpreter)
                 if validate:
                     _validate(library, src, plan, rep, publish, workers or os.cpu_count() or 1,
                               settings)
