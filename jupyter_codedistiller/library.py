@@ -291,10 +291,16 @@ class Library:
 
     # ------------------------------------------------------------ snippets
 
-    def _row_values(self, s: Snippet) -> dict[str, Any]:
+    @staticmethod
+    def _record(s: Snippet) -> dict[str, Any]:
+        """The record as the ``data`` column keeps it: flags and reviews live in their own tables."""
         data = s.to_dict()
         data.pop("flags")
         data.pop("review")
+        return data
+
+    def _row_values(self, s: Snippet) -> dict[str, Any]:
+        data = self._record(s)
         return {
             "id": s.id,
             "revision": s.revision,
@@ -365,6 +371,7 @@ class Library:
                     "VALUES (?,?,?,?,?,?)",
                     (s.id, e.revision, e.status, e.by, e.when, e.note),
                 )
+        _refresh_trust_current(conn, s.id)
 
     def put(self, snippet: Snippet) -> Snippet:
         """Store ``snippet`` exactly as given (plus its flags and reviews); returns it as stored."""
@@ -413,19 +420,11 @@ class Library:
                         else:
                             counts["unchanged"] += 1
                             s.lifecycle = "active"
-                            if old == self._stored_data(s, old):
+                            if old == json.loads(json.dumps({**self._record(s), "updated": old.get("updated")})):
                                 continue
                 s.lifecycle = "active"
                 self._write_row(conn, s)
         return counts
-
-    @staticmethod
-    def _stored_data(s: Snippet, old: dict[str, Any]) -> dict[str, Any]:
-        data = s.to_dict()
-        data.pop("flags")
-        data.pop("review")
-        data["updated"] = old.get("updated")
-        return json.loads(json.dumps(data))
 
     def set_validation(self, snippet_id: str, validation: Validation, revision: int | None = None) -> None:
         """Record a validation outcome; ignored if the snippet moved past ``revision`` meanwhile."""
@@ -465,12 +464,9 @@ class Library:
                 n += 1
         return n
 
-    def ids_for_source(self, source_id: str, *, active_only: bool = True) -> dict[str, str]:
-        """Ids of a source's snippets mapped to the path they came from."""
-        sql = "SELECT id, data FROM snippets WHERE source_id = ?"
-        if active_only:
-            sql += " AND lifecycle = 'active'"
-        return {sid: json.loads(d)["source"]["path"] for sid, d in self._read(sql, (source_id,))}
+    def ids_for_source(self, source_id: str) -> dict[str, str]:
+        """Ids of a source's active snippets mapped to the path they came from."""
+        return {sid: path for sid, (path, _) in self.digests_for_source(source_id).items()}
 
     def digests_for_source(self, source_id: str) -> dict[str, tuple[str, str]]:
         """A source's active snippets: id -> (path it came from, code_sha256); cheap to ask."""
@@ -541,13 +537,22 @@ class Library:
             sql += " WHERE lifecycle = 'active'"
         return self._read(sql)[0][0]
 
-    def all(self, *, include_retired: bool = True) -> Iterator[Snippet]:
-        """Every snippet, ordered by id, in batches."""
+    def all(self, *, include_retired: bool = True, source: str | None = None,
+            validation: str | None = None) -> Iterator[Snippet]:
+        """Every snippet (or a source's, or those with one validation status), ordered by id, in batches."""
         last = ""
-        where = "" if include_retired else " AND lifecycle = 'active'"
+        where, params = "", []
+        if not include_retired:
+            where += " AND lifecycle = 'active'"
+        if source is not None:
+            where += " AND source_id = ?"
+            params.append(source)
+        if validation is not None:
+            where += " AND validation_status = ?"
+            params.append(validation)
         while True:
             rows = self._read(
-                f"SELECT id, data FROM snippets WHERE id > ?{where} ORDER BY id LIMIT 500", (last,)
+                f"SELECT id, data FROM snippets WHERE id > ?{where} ORDER BY id LIMIT 500", (last, *params)
             )
             if not rows:
                 return
@@ -873,9 +878,4 @@ class Library:
                 else:
                     counts["kept"] += 1
                 self._add_history(conn, s)
-                cur = conn.execute(
-                    "SELECT revision, origin_kind, validation_status FROM snippets WHERE id = ?",
-                    (s.id,),
-                ).fetchone()
-                _refresh_trust(conn, s.id, *cur)
         return counts

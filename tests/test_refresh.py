@@ -333,3 +333,29 @@ def test_llm_made_snippets_survive_a_refresh_of_their_file(tmp_path) -> None:
         commit(repo, delete=["examples/fit_groups.py"])
         _refresh(lib, validate=False)
         assert lib.get(made.id).lifecycle == "retired"
+
+
+def test_a_full_refresh_retires_llm_snippets_whose_file_is_gone(tmp_path) -> None:
+    from jupyter_codedistiller.distill import sources as _sources
+    from jupyter_codedistiller.distill.refresh import refresh as _refresh
+    from jupyter_codedistiller.library import Library as _Library
+    from jupyter_codedistiller.model import Origin as _Origin
+    from jupyter_codedistiller.model import Snippet as _Snippet
+    from jupyter_codedistiller.model import Source as _Source
+    from jupyter_codedistiller.model import snippet_id as _sid
+
+    from .gitrepos import SAMPLE_FILES, commit, file_url, make_repo
+
+    repo = make_repo(tmp_path / "up", SAMPLE_FILES)
+    with _Library(tmp_path / "lib" / "library.db") as lib:
+        _sources.add(lib, file_url(tmp_path / "up"), name="up")
+        _refresh(lib, validate=False)
+        kept, lost = (_Snippet(id=_sid("up", "llm:adapted", path), code=f"print({path!r})\n", title="fix",
+                               source=_Source(kind="git", path=path, source_id="up"),
+                               origin=_Origin(kind="adapted", model="m"))
+                      for path in ("examples/plot_gallery.py", "examples/fit_groups.py"))
+        lib.upsert([kept, lost])
+        commit(repo, delete=["examples/fit_groups.py"])
+        _refresh(lib, validate=False, full=True)
+        assert lib.get(kept.id).lifecycle == "active"
+        assert lib.get(lost.id).lifecycle == "retired"

@@ -328,23 +328,11 @@ def source_context(library: Library, source_id: str) -> SourceContext:
     return ctx
 
 
-def _source_snippets(library: Library, source_id: str, status: str) -> list[Snippet]:
-    out: list[Snippet] = []
-    offset = 0
-    while True:
-        page = library.search("", limit=500, offset=offset, source=source_id, validation=status,
-                              include_rejected=True)
-        out += [r.snippet for r in page]
-        if len(page) < 500:
-            return out
-        offset += 500
-
-
 def has_core_snippet(library: Library, ctx: SourceContext) -> bool:
     """True when a passed snippet of the source imports one of its own modules (any, if none known)."""
     modules = ctx.modules()
     return any(not modules or modules & set(s.imports)
-               for s in _source_snippets(library, ctx.source.id, "passed"))
+               for s in library.all(include_retired=False, source=ctx.source.id, validation="passed"))
 
 
 # ---------------------------------------------------------------- text helpers
@@ -798,8 +786,8 @@ def distill_source(library: Library, source_id: str, client: LLMClient, *, budge
             """Tried on this very input already, and its result (if one was stored) is still active."""
             return bool(entry) and entry.get(key) == value and (entry.get("outcome") != "passed" or sid in active)
 
-        failing = [s for s in _source_snippets(library, source_id, "failed")
-                   if s.origin.kind in ("verbatim", "assembled") and s.lifecycle == "active"]
+        failing = [s for s in library.all(include_retired=False, source=source_id, validation="failed")
+                   if s.origin.kind in ("verbatim", "assembled")]
         failing.sort(key=lambda s: (s.source.path, s.id))
         todo = [s for s in failing if force or not settled(
             tried.get(s.id), "sha256", s.code_sha256, snippet_id(source_id, "llm:adapted", s.id))]

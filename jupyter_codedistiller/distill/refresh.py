@@ -379,9 +379,11 @@ def _store(library: Library, src: RegisteredSource, plan: Plan, snippets: list[S
     else:
         touched = (set(plan.files) | set(plan.deleted)) - broken
         gone = {sid for sid, (path, _) in stored.items() if path in touched}
-    # LLM-made snippets are not re-extracted, so only the deletion of their file retires them.
+    # LLM-made snippets are not re-extracted: only their file's disappearance retires them.
     deleted = set(plan.deleted)
-    gone -= {sid for sid in library.llm_ids_for_source(src.id) if stored.get(sid, ("",))[0] not in deleted}
+    present = set(plan.files) | set(plan.virtual)
+    gone -= {sid for sid in library.llm_ids_for_source(src.id)
+             if (path := stored.get(sid, ("",))[0]) not in deleted and (not plan.full or path in present)}
     with library.transaction():
         current = library.source(src.id)
         if current.state == "removed":
@@ -420,17 +422,8 @@ def _record_error(library: Library, source_id: str, message: str) -> None:
 
 def _snippets_with(library: Library, source_id: str, statuses: Iterable[str]) -> list[Snippet]:
     """Active snippets of a source whose validation is in ``statuses``."""
-    out: list[Snippet] = []
-    for status in statuses:
-        offset = 0
-        while True:
-            page = library.search("", limit=500, offset=offset, source=source_id,
-                                  validation=status, include_rejected=True)
-            out += [r.snippet for r in page]
-            if len(page) < 500:
-                break
-            offset += 500
-    return out
+    return [s for status in statuses
+            for s in library.all(include_retired=False, source=source_id, validation=status)]
 
 
 def installed_versions(names: Iterable[str],
