@@ -50,9 +50,7 @@ def result_lines(results: list[SearchResult]) -> list[str]:
         s = r.snippet
         lines.append(f"{r.rank:>3}. {s.title or '(untitled)'}  ·  {s.package_or_repository}  "
                      f"{badge_text(s)}")
-        where = s.source.path + (f":{s.source.line_start}-{s.source.line_end}"
-                                 if s.source.line_start else "")
-        lines.append(f"     {s.id}  {where}")
+        lines.append(f"     {s.id}  {s.source.where()}")
     return [terminal_text(line) for line in lines]
 
 
@@ -61,8 +59,7 @@ def snippet_text(s: Snippet) -> str:
     lines = [
         f"{s.title or '(untitled)'}",
         f"id {s.id}  revision {s.revision}  {badge_text(s)}",
-        f"from {s.package_or_repository}: {s.source.path}"
-        + (f" lines {s.source.line_start}-{s.source.line_end}" if s.source.line_start else ""),
+        f"from {s.package_or_repository}: {s.source.where()}",
         f"license {s.source.license}",
     ]
     if s.summary:
@@ -85,8 +82,7 @@ def provenance_text(s: Snippet) -> str:
         lines.append(f"commit     {src.commit}")
     if src.package:
         lines.append(f"package    {src.package} {src.version or ''}".rstrip())
-    where = src.path + (f" lines {src.line_start}-{src.line_end}" if src.line_start else "")
-    lines.append(f"file       {where}")
+    lines.append(f"file       {src.where()}")
     link = src.link()
     if link:
         lines.append(f"link       {link}")

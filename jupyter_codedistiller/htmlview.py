@@ -67,12 +67,6 @@ def badges_html(s: Snippet) -> str:
     return "".join(badge_html(b) for b in badges(s))
 
 
-def _where(s: Snippet) -> str:
-    src = s.source
-    lines = f":{src.line_start}-{src.line_end}" if src.line_start else ""
-    return f"{src.path}{lines}"
-
-
 def result_html(r: SearchResult) -> str:
     """One ranked hit: rank, title, package or repository, badges, file and id, summary."""
     s = r.snippet
@@ -82,7 +76,7 @@ def result_html(r: SearchResult) -> str:
         f'<b>{r.rank}.</b> <b>{esc(s.title or "(untitled)")}</b> '
         f'<span style="{_MUTED}">· {esc(s.package_or_repository)}</span> '
         f"{badges_html(s)}"
-        f'<div style="{_MUTED};font-size:12px"><code>{esc(s.id)}</code> {esc(_where(s))}'
+        f'<div style="{_MUTED};font-size:12px"><code>{esc(s.id)}</code> {esc(s.source.where())}'
         f" · {esc(s.source.license)}</div>"
         + (f'<div style="font-size:12px">{esc(summary)}</div>' if summary else "")
         + "</div>"
@@ -122,7 +116,7 @@ def snippet_html(s: Snippet) -> str:
         f'<div class="cd-snippet" style="{_BOX}">',
         f"<b>{esc(s.title or '(untitled)')}</b> {badges_html(s)}",
         f'<div style="{_MUTED};font-size:12px"><code>{esc(s.id)}</code> revision {s.revision}'
-        f" · from {link(s.source.link(), s.package_or_repository)}: {esc(_where(s))}"
+        f" · from {link(s.source.link(), s.package_or_repository)}: {esc(s.source.where())}"
         f" · license {esc(s.source.license)}</div>",
     ]
     if s.summary:
@@ -155,8 +149,7 @@ def provenance_html(s: Snippet) -> str:
         rows.append(("commit", f"<code>{esc(src.commit)}</code>"))
     if src.package:
         rows.append(("package", esc(f"{src.package} {src.version or ''}".rstrip())))
-    where = src.path + (f" lines {src.line_start}-{src.line_end}" if src.line_start else "")
-    rows.append(("file", esc(where)))
+    rows.append(("file", esc(src.where())))
     url = src.link()
     if url:
         rows.append(("link", link(url)))

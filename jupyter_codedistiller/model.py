@@ -84,12 +84,27 @@ class Source:
         ref = self.commit or self.ref or self.version
         if not ref or not self.path:
             return base
-        lines = ""
-        if self.line_start and not self.path.endswith(".ipynb"):  # notebooks count cells, not lines
-            lines = f"#L{self.line_start}"
-            if self.line_end and self.line_end != self.line_start:
-                lines += f"-L{self.line_end}"
-        return f"{base}/blob/{ref}/{self.path}{lines}"
+        return f"{base}/blob/{ref}/{self.path}{self.anchor()}"
+
+    def _range(self, one: str) -> str:
+        if not self.line_start:
+            return ""
+        end = f"-{one}{self.line_end}" if self.line_end and self.line_end != self.line_start else ""
+        return f"{one}{self.line_start}{end}"
+
+    def anchor(self) -> str:
+        """``#L10-L42`` for lines of a file, ``#cell3-cell4`` for cells of a notebook, or empty."""
+        if not self.line_start:
+            return ""
+        return "#" + self._range("cell" if self.path.endswith(".ipynb") else "L")
+
+    def where(self) -> str:
+        """The file and its part as a person reads it: ``examples/km.py lines 10-42``, ``nb.ipynb cells 3-4``."""
+        if not self.line_start:
+            return self.path
+        unit = "cell" if self.path.endswith(".ipynb") else "line"
+        plural = "s" if self.line_end and self.line_end != self.line_start else ""
+        return f"{self.path} {unit}{plural} {self._range('')}"
 
 
 @dataclass

@@ -39,11 +39,8 @@ def source_label(s: Snippet) -> str:
 
 
 def path_label(s: Snippet) -> str:
-    src = s.source
-    if src.line_start:
-        end = f"-L{src.line_end}" if src.line_end and src.line_end != src.line_start else ""
-        return f"{src.path}#L{src.line_start}{end}"
-    return src.path
+    """``path#L10-L42`` (``#cell3-cell4`` in a notebook): the marker's ``path`` field."""
+    return s.source.path + s.source.anchor()
 
 
 def marker_line(s: Snippet) -> str:

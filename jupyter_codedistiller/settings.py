@@ -29,38 +29,14 @@ class Settings:
     llm_code_model: str = ""
     llm_fast_model: str = ""
     llm_base_url: str = ""
-    daemon: bool = True
-    daemon_interval: int = 3600
-    workers: int = 0
-    validation_timeout: int = 60
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _coerce(name: str, raw: Any) -> Any:
-    kind = {f.name: f.type for f in fields(Settings)}[name]
-    if name == "policy":
-        if raw not in POLICIES:
-            raise SettingsError(f"policy must be one of {', '.join(POLICIES)}; got {raw!r}")
-        return raw
-    if kind == "bool":
-        if isinstance(raw, bool):
-            return raw
-        text = str(raw).strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
-        raise SettingsError(f"{name} must be true or false; got {raw!r}")
-    if kind == "int":
-        try:
-            value = int(raw)
-        except (TypeError, ValueError):
-            raise SettingsError(f"{name} must be a whole number; got {raw!r}") from None
-        if value < 0:
-            raise SettingsError(f"{name} must not be negative")
-        return value
+def _coerce(name: str, raw: Any) -> str:
+    if name == "policy" and raw not in POLICIES:
+        raise SettingsError(f"policy must be one of {', '.join(POLICIES)}; got {raw!r}")
     return str(raw)
 
 

@@ -86,3 +86,14 @@ def test_source_link_points_at_commit_and_lines() -> None:
                  path="examples/km.py", line_start=3, line_end=9)
     assert src.link() == "https://example.org/lab/repo/blob/abc123/examples/km.py#L3-L9"
     assert Source(kind="git", url="file:///tmp/repo").link() is None
+
+
+def test_where_a_snippet_sits_in_files_and_notebooks() -> None:
+    script = Source(kind="git", url="https://example.org/lab/repo", commit="c", path="ex/km.py",
+                    line_start=10, line_end=42)
+    assert script.anchor() == "#L10-L42" and script.where() == "ex/km.py lines 10-42"
+    cells = Source(kind="git", url="https://example.org/lab/repo", commit="c", path="nb/t.ipynb",
+                   line_start=3, line_end=3)
+    assert cells.anchor() == "#cell3" and cells.where() == "nb/t.ipynb cell 3"
+    assert cells.link() == "https://example.org/lab/repo/blob/c/nb/t.ipynb#cell3"
+    assert Source(path="a.py").where() == "a.py" and Source(path="a.py").anchor() == ""
