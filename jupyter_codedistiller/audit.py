@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .library import Library, LibraryError
-from .model import Snippet
-from .provenance import METADATA_KEY, inserted_digest, split_cell
+from .model import LLM_ORIGINS, Snippet
+from .provenance import METADATA_KEY, inserted_digest, source_record, split_cell
 
 FORMATS = ("md", "html", "json")
 
@@ -82,24 +82,25 @@ def _cell_entry(cell: CellInput, library: Library) -> dict[str, Any] | None:
     record = cell.metadata.get(METADATA_KEY) if isinstance(cell.metadata.get(METADATA_KEY), dict) else {}
     if not marker and not record:
         return None
-    sid = (record or {}).get("id") or (marker or {}).get("id")
+    marker = marker or {}
+    sid = record.get("id") or marker.get("id")
     try:
-        revision = int((record or {}).get("revision") or (marker or {}).get("rev") or 0) or None
+        revision = int(record.get("revision") or marker.get("rev") or 0) or None
     except (TypeError, ValueError):
         revision = None
+    rec_source = record.get("source") if isinstance(record.get("source"), dict) else {}
     entry: dict[str, Any] = {
         "index": cell.index,
         "snippet_id": sid,
         "revision": revision,
-        "edited": _edited(code, record or {}, marker),
+        "edited": _edited(code, record, marker),
         "known": False,
         "current": None,
-        "origin": {"kind": (marker or {}).get("origin", "").split("/")[0] or None, "model": None},
-        "license": (marker or {}).get("license") or ((record or {}).get("source") or {}).get("license") or "unknown",
-        "source": {"label": (marker or {}).get("src"), "path": (marker or {}).get("path")},
+        "origin": {"kind": marker.get("origin", "").split("/")[0] or None, "model": None},
+        "license": marker.get("license") or rec_source.get("license") or "unknown",
+        "source": {"label": marker.get("src"), "path": marker.get("path")},
         "notes": [],
     }
-    rec_source = (record or {}).get("source") or {}
     if rec_source:
         entry["source"].update({k: rec_source.get(k) for k in ("url", "repository", "commit", "path", "package",
                                                                 "version", "link")})
@@ -115,12 +116,7 @@ def _cell_entry(cell: CellInput, library: Library) -> dict[str, Any] | None:
     entry["current"] = _current(s)
     entry["origin"] = {"kind": s.origin.kind, "model": s.origin.model}
     entry["license"] = s.source.license
-    entry["source"] = {
-        "kind": s.source.kind, "url": s.source.url, "repository": s.source.repository,
-        "commit": s.source.commit, "path": s.source.path, "line_start": s.source.line_start,
-        "line_end": s.source.line_end, "package": s.source.package, "version": s.source.version,
-        "link": s.source.link(), "name": s.package_or_repository,
-    }
+    entry["source"] = {**source_record(s), "name": s.package_or_repository}
     entry["validation"] = {
         "status": s.validation.status, "when": s.validation.when, "python_version": s.validation.python_version,
         "isolation": s.validation.isolation, "packages": dict(s.validation.packages),
@@ -150,7 +146,7 @@ def audit(cells: list[CellInput], library: Library, notebook: str = "") -> dict[
     entries = [e for c in cells if (e := _cell_entry(c, library)) is not None]
     known = [e for e in entries if e["known"]]
     cur = [e["current"] for e in known]
-    llm = [e for e in known if e["origin"]["kind"] in ("adapted", "generated")]
+    llm = [e for e in known if e["origin"]["kind"] in LLM_ORIGINS]
     summary = {
         "code_cells": len(cells),
         "from_library": len(entries),
@@ -208,7 +204,7 @@ def methods_paragraph(report: dict[str, Any]) -> str:
     if not_validated:
         text.append("Cells " + ", ".join(str(e["index"]) for e in not_validated)
                     + " hold snippets that were not validated successfully.")
-    llm = [e for e in known if e["origin"]["kind"] in ("adapted", "generated")]
+    llm = [e for e in known if e["origin"]["kind"] in LLM_ORIGINS]
     if llm:
         models = sorted({e["origin"]["model"] or "an unrecorded model" for e in llm})
         approved = [e for e in llm if e["current"]["review"] == "approved"]

@@ -19,7 +19,6 @@ from urllib.parse import quote, unquote
 from .model import Snippet, code_digest, utcnow
 
 MARKER_PREFIX = "# codedistiller:"
-MARKER_FIELDS = ("id", "rev", "sha", "src", "path", "license", "validation", "origin")
 METADATA_KEY = "codedistiller"
 _PAIR = re.compile(r"([a-z]+)=(\S*)")
 
@@ -92,22 +91,20 @@ def cell_metadata(s: Snippet) -> dict[str, Any]:
         "code_sha256": inserted_digest(s.code),
         "inserted": utcnow(),
         "title": s.title,
-        "source": {
-            "kind": s.source.kind,
-            "url": s.source.url,
-            "repository": s.source.repository,
-            "commit": s.source.commit,
-            "path": s.source.path,
-            "line_start": s.source.line_start,
-            "line_end": s.source.line_end,
-            "package": s.source.package,
-            "version": s.source.version,
-            "license": s.source.license,
-            "link": s.source.link(),
-        },
+        "source": source_record(s),
         "origin": {"kind": s.origin.kind, "model": s.origin.model},
         "validation": {"status": s.validation.status, "when": s.validation.when},
         "review": {"status": s.review.status},
+    }
+
+
+def source_record(s: Snippet) -> dict[str, Any]:
+    """Where ``s`` came from, as cell metadata and audits record it (with the browsable link)."""
+    src = s.source
+    return {
+        "kind": src.kind, "url": src.url, "repository": src.repository, "commit": src.commit,
+        "path": src.path, "line_start": src.line_start, "line_end": src.line_end,
+        "package": src.package, "version": src.version, "license": src.license, "link": src.link(),
     }
 
 
