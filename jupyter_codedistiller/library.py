@@ -36,7 +36,7 @@ from .model import (
 from .people import acting_person
 from .textindex import identifiers, match_expression
 
-SCHEMA_LATEST = 2
+SCHEMA_LATEST = 3
 BUSY_TIMEOUT_MS = 30_000
 FTS_WEIGHTS = (10.0, 4.0, 6.0, 6.0, 1.5)  # title, summary, tags, packages, identifiers
 CANDIDATES = 200
@@ -137,7 +137,11 @@ def _backfill_v2(conn: sqlite3.Connection) -> None:
         _refresh_trust(conn, sid, revision, origin, validation)
 
 
-MIGRATIONS: dict[int, tuple[str, Any]] = {1: (_V1, None), 2: (_V2, _backfill_v2)}
+_V3 = """
+CREATE INDEX snippets_state ON snippets(lifecycle, validation_status);
+"""
+
+MIGRATIONS: dict[int, tuple[str, Any]] = {1: (_V1, None), 2: (_V2, _backfill_v2), 3: (_V3, None)}
 
 
 def migrate(conn: sqlite3.Connection, target: int = SCHEMA_LATEST) -> int:
@@ -811,6 +815,19 @@ class Library:
         return out
 
     # ------------------------------------------------------------ status
+
+    def validation_counts(self) -> dict[str, int]:
+        """Active snippets by validation status (an index answers it: cheap on every search)."""
+        return dict(self._read(
+            "SELECT validation_status, count(*) FROM snippets WHERE lifecycle = 'active' GROUP BY 1"
+        ))
+
+    def any_with_validation(self, status: str) -> bool:
+        """Whether any active snippet has this validation status (an indexed lookup)."""
+        return bool(self._read(
+            "SELECT EXISTS(SELECT 1 FROM snippets WHERE lifecycle = 'active' AND validation_status = ?)",
+            (status,),
+        )[0][0])
 
     def status(self) -> dict[str, Any]:
         """Counts by state, sources and where the library lives."""

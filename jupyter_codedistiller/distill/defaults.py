@@ -60,17 +60,18 @@ def building(library: Library) -> dict[str, int] | None:
     """How far the library is from built, or None when nothing is waiting.
 
     A library is still being built while snippets wait for validation or a
-    source has never been distilled (and has not failed).
+    source has never been distilled (and has not failed). Asked on every
+    search, so a built library costs one indexed lookup.
     """
-    st = library.status()
-    pending = st["validation"].get("pending", 0)
-    never = sum(1 for s in st["sources"]
-                if not (s.get("last_commit") or s.get("last_version")) and s.get("state") != "error")
-    if not pending and not never:
+    never = sum(1 for s in library.sources()
+                if not (s.last_commit or s.last_version) and s.state != "error")
+    if not never and not library.any_with_validation("pending"):
         return None
+    counts = library.validation_counts()
+    pending = counts.get("pending", 0)
     return {
-        "snippets": st["snippets"],
-        "validated": st["validation"].get("passed", 0),
+        "snippets": sum(counts.values()),
+        "validated": counts.get("passed", 0),
         "pending": pending,
         "sources_waiting": never,
     }
