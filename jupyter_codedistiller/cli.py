@@ -321,14 +321,33 @@ class TerminalProgress:
             self.shown = False
 
 
-def cmd_refresh(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
+def sandbox_settings(args: argparse.Namespace) -> Any:
+    """The sandbox settings a command line asks for (``--timeout``), or None for the defaults."""
+    if not getattr(args, "timeout", None):
+        return None
+    from .distill.sandbox import SandboxSettings
+
+    return SandboxSettings(timeout=float(args.timeout))
+
+
+def report_lines(report: Any, out: TextIO) -> None:
+    """Write a refresh or LLM report: its summary, then one line per problem."""
+    out.write(report.summary() + "\n")
+    for problem in report.problems:
+        out.write(f"  {problem}\n")
+
+
+def _raise_errors(report: Any) -> None:
+    if report.errors:
+        raise CommandError("; ".join(f"{sid}: {msg}" for sid, msg in report.errors.items()))
+
+
+def run_refresh(lib: Library, args: argparse.Namespace, out: TextIO, progress: Any = None) -> Any:
+    """The refresh command, shared by the CLI and the magic: static refresh, then the LLM pass
+    when ``--llm`` asks for it and a key is configured. Raises CommandError naming failed sources."""
     from .distill.refresh import refresh
 
-    settings = None
-    if args.timeout:
-        from .distill.sandbox import SandboxSettings
-
-        settings = SandboxSettings(timeout=float(args.timeout))
+    settings = sandbox_settings(args)
     llm = None
     if getattr(args, "llm", False):
         from .distill.llm import LLMConfig, LLMUnavailable
@@ -337,20 +356,22 @@ def cmd_refresh(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
             llm = LLMConfig.resolve(lib.path.parent)
         except LLMUnavailable as exc:  # the static refresh goes on without it
             print(f"{PROG}: {exc}", file=sys.stderr)
+    report = refresh(lib, args.sources or None, workers=args.workers,
+                     validate=not args.no_validate, settings=settings, progress=progress)
+    report_lines(report, out)
+    if llm is not None:
+        _llm_pass(lib, [r.source_id for r in report.sources if not r.error], llm, settings, out)
+    _raise_errors(report)
+    return report
+
+
+def cmd_refresh(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
     bar = TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
     try:
-        report = refresh(lib, args.sources or None, workers=args.workers,
-                         validate=not args.no_validate, settings=settings, progress=bar)
+        run_refresh(lib, args, out, bar)
     finally:
         if bar is not None:
             bar.close()
-    out.write(report.summary() + "\n")
-    for problem in report.problems:
-        out.write(f"  {problem}\n")
-    if llm is not None:
-        _llm_pass(lib, [r.source_id for r in report.sources if not r.error], llm, settings, out)
-    if report.errors:
-        raise CommandError("; ".join(f"{sid}: {msg}" for sid, msg in report.errors.items()))
 
 
 def _llm_pass(lib: Library, source_ids: list[str], config: Any, settings: Any, out: TextIO,
@@ -362,11 +383,8 @@ def _llm_pass(lib: Library, source_ids: list[str], config: Any, settings: Any, o
         report = llm_pass(lib, source_ids, config=config, settings=settings, **options)
     except LLMError as exc:
         raise CommandError(str(exc)) from None
-    out.write(report.summary() + "\n")
-    for problem in report.problems:
-        out.write(f"  {problem}\n")
-    if report.errors:
-        raise CommandError("; ".join(f"{sid}: {msg}" for sid, msg in report.errors.items()))
+    report_lines(report, out)
+    _raise_errors(report)
 
 
 def cmd_generate(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
@@ -377,11 +395,7 @@ def cmd_generate(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
     except LLMUnavailable as exc:
         raise CommandError(str(exc)) from None
     lib.source(args.source)
-    settings = None
-    if args.timeout:
-        from .distill.sandbox import SandboxSettings
-
-        settings = SandboxSettings(timeout=float(args.timeout))
+    settings = sandbox_settings(args)
     budget = Budget()
     for name, value in (("tokens", args.budget_tokens), ("cost_usd", args.budget_usd),
                         ("seconds", args.budget_seconds)):

@@ -419,14 +419,9 @@ class DistillMagics(Magics):
         """Run the distiller here, drawing its progress; the repositories' code runs in the sandbox."""
         from IPython.display import display
 
-        from .distill.refresh import refresh
+        from .cli import CommandError, run_refresh
         from .htmlview import esc, message_html
 
-        settings = None
-        if args.timeout:
-            from .distill.sandbox import SandboxSettings
-
-            settings = SandboxSettings(timeout=float(args.timeout))
         lib = self.library(args.home)
         view = None
         progress: Any
@@ -440,24 +435,25 @@ class DistillMagics(Magics):
         else:
             progress = TextProgress()
         self.last_progress = progress
+        out = io.StringIO()
+        failed: BaseException | None = None
         try:
-            report = refresh(lib, args.sources or None, workers=args.workers,
-                             validate=not args.no_validate, settings=settings, progress=progress)
+            run_refresh(lib, args, out, progress)
+        except CommandError as exc:  # some sources failed: show the report, then say so
+            failed = exc
         except BaseException as exc:
             if view is not None:
                 view.finish(f"stopped: {_one_line(exc)}", ok=False)
             raise
-        summary = report.summary()
+        lines = out.getvalue().rstrip("\n").splitlines() or [""]
         if view is not None:
-            view.finish(summary, ok=not report.errors)
-        lines = [summary] + [f"  {p}" for p in report.problems]
-        level = "bad" if report.errors else ("warn" if report.problems else "good")
-        html = message_html(summary, level) + "".join(
-            f'<div style="font-size:12px">{esc(p)}</div>' for p in report.problems)
+            view.finish(lines[0], ok=failed is None)
+        level = "bad" if failed else ("warn" if len(lines) > 1 else "good")
+        html = message_html(lines[0], level) + "".join(
+            f'<div style="font-size:12px">{esc(line.strip())}</div>' for line in lines[1:])
         self._show(html, "\n".join(lines))
-        if report.errors:
-            raise UsageError(_one_line(f"{PROG} refresh: " + "; ".join(
-                f"{sid}: {msg}" for sid, msg in report.errors.items())))
+        if failed is not None:
+            raise UsageError(_one_line(f"{PROG} refresh: {failed}"))
 
     def _running_notebook(self) -> tuple[str, list[Any]]:
         """The running notebook's code cells: its file as last saved, else this session's inputs."""

@@ -641,3 +641,12 @@ def test_search_on_a_library_still_being_built_says_so(shell: InteractiveShell, 
     note = cap.outputs[0].data["text/plain"]
     assert note.startswith("(the library is still being built:") and "results will grow" in note
     assert "Kaplan-Meier" in cap.outputs[1].data["text/plain"], "and shows what is there"
+
+
+def test_refresh_llm_in_the_magic_goes_through_the_cli_path(shell: InteractiveShell, library: Library,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with capture_output() as cap:
+        shell.run_line_magic("distill", "refresh --llm")
+    assert "LLM path off" in cap.stderr, "--llm is not silently ignored"
+    assert cap.outputs[-1].data["text/plain"].startswith("0 sources: 0 added"), "and the static refresh ran"
