@@ -325,7 +325,7 @@ def assemble(blocks: list[Block], index: int) -> tuple[str, bool]:
     return "\n\n".join(parts) + "\n", len(parts) > 1
 
 
-_PS1 = re.compile(r"^\s*(?:>>>|In \[\d*\]:)(?: |$)")
+PROMPT = re.compile(r"^\s*(?:>>>|In \[\d*\]:)(?: |$)")
 _PS2 = re.compile(r"^\s*\.\.\.:?(?: |$)")
 
 
@@ -333,7 +333,7 @@ def is_session(text: str) -> bool:
     """True when ``text`` is a ``>>>`` or IPython ``In [n]:`` session rather than plain code."""
     for line in text.splitlines():
         if line.strip():
-            return bool(_PS1.match(line))
+            return bool(PROMPT.match(line))
     return False
 
 
@@ -347,7 +347,7 @@ def session_lines(lines: list[str]) -> list[tuple[int, str]]:
     raises: list[bool] = []
     in_code = False
     for offset, line in enumerate(lines):
-        prompt = _PS1.match(line)
+        prompt = PROMPT.match(line)
         if prompt:
             statements.append([(offset, line[prompt.end() :])])
             raises.append(False)

@@ -30,6 +30,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from jupyter_codedistiller.distill.assemble import (
+    PROMPT,
     Block,
     assemble,
     is_session,
@@ -374,14 +375,13 @@ def _session_extent(lines: list[str], i: int) -> int:
         k = j
         while k < n and not lines[k].strip():
             k += 1
-        if k < n and _PS1_LINE.match(lines[k]):
+        if k < n and PROMPT.match(lines[k]):
             j = k
             continue
         break
     return j
 
 
-_PS1_LINE = re.compile(r"^\s*(?:>>>|In \[\d*\]:)(?: |$)")
 
 
 # ---------------------------------------------------------------- Markdown
@@ -452,7 +452,7 @@ def _markdown(path: str, text: str, result: ExtractResult) -> list[_Found]:
             sections.heading(1 if lines[i + 1].strip()[0] == "=" else 2, line)
             i += 2
             continue
-        if _PS1_LINE.match(line):
+        if PROMPT.match(line):
             i = _session(path, lines, i, sections, found, result)
             continue
         sections.prose("" if line.startswith(("    ", "\t", "<", "|", "!")) else line)
@@ -551,7 +551,7 @@ def _rst(path: str, text: str, result: ExtractResult) -> list[_Found]:
         if directive:
             i = _rst_directive(path, lines, i, directive, sections, found, result)
             continue
-        if _PS1_LINE.match(line):
+        if PROMPT.match(line):
             i = _session(path, lines, i, sections, found, result)
             continue
         if stripped.endswith("::") and not stripped.startswith(".."):

@@ -49,6 +49,7 @@ from typing import Any
 from ..library import Library, LibraryError
 from ..model import Origin, RegisteredSource, Snippet, Source, Validation, snippet_id, utcnow
 from . import sources
+from .extract import SKIP_FILES
 from .llm import (
     Budget,
     BudgetExhausted,
@@ -84,7 +85,6 @@ COMMON_DISTRIBUTIONS = ("numpy", "pandas", "scipy", "matplotlib", "scikit-learn"
                         "seaborn", "networkx", "lifelines", "anndata", "scanpy", "biopython")
 SKIP_DIRS = frozenset({"tests", "test", "testing", "docs", "doc", "build", "dist", "benchmarks",
                        "node_modules", "site-packages", "__pycache__", "venv", "vendor", "_vendor"})
-SKIP_FILES = frozenset({"setup.py", "conftest.py", "noxfile.py", "conf.py", "fabfile.py"})
 
 PURPOSE_SCHEMA = {
     "purpose": Field("str", max_length=600),

@@ -90,7 +90,8 @@ def forget_environment() -> None:
     installed_version.cache_clear()
 
 
-def _normalise(name: str) -> str:
+def normalise(name: str) -> str:
+    """A distribution name in its canonical comparison form (PEP 503: lower case, runs of -_. as -)."""
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
@@ -100,7 +101,7 @@ def distributions_for(module: str) -> list[str]:
     if found:
         unique = sorted(set(found), key=str.lower)
         # a namespace shared by many distributions (google, azure): prefer the eponymous one
-        same = [d for d in unique if _normalise(d) == _normalise(module)]
+        same = [d for d in unique if normalise(d) == normalise(module)]
         return same or unique
     return [KNOWN_DISTRIBUTIONS.get(module, module)]
 

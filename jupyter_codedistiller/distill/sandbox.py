@@ -1235,9 +1235,11 @@ def _skip_reason(stderr: str, static: set[str], timed_out: bool,
         name = m.group(1)
         if "." in name:
             return None  # the package is there, its submodule is not: the code is out of date
-        want = _normal(name)
+        from .imports import normalise
+
+        want = normalise(name)
         for dist in missing:
-            if _normal(dist) == want:
+            if normalise(dist) == want:
                 return f"needs package {dist}"
         if len(missing) == 1:
             return f"needs package {missing[0]}"
@@ -1258,10 +1260,6 @@ def _skip_reason(stderr: str, static: set[str], timed_out: bool,
     if "network" in static:
         return "needs network"
     return None
-
-
-def _normal(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _quoted(text: str) -> str:
