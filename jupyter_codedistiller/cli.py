@@ -211,17 +211,24 @@ def cmd_status(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
         json.dump(st, out, ensure_ascii=False, sort_keys=True)
         out.write("\n")
         return
-    out.write(f"library    {st['path']} ({st['size_bytes'] // 1024} KiB, schema {st['schema_version']})\n")
-    out.write(f"snippets   {st['snippets']} active, {st['retired']} retired, {st['flagged']} flagged\n")
+    out.write(status_text(st))
+
+
+def status_text(st: dict[str, Any]) -> str:
+    """``Library.status()`` as lines for a terminal."""
+    lines = [
+        f"library    {st['path']} ({st['size_bytes'] // 1024} KiB, schema {st['schema_version']})",
+        f"snippets   {st['snippets']} active, {st['retired']} retired, {st['flagged']} flagged",
+    ]
     for key in ("validation", "review", "origin"):
         parts = ", ".join(f"{v} {k}" for k, v in sorted(st[key].items())) or "none"
-        out.write(f"{key:<10} {parts}\n")
-    out.write(f"sources    {len(st['sources'])}\n")
+        lines.append(f"{key:<10} {parts}")
+    lines.append(f"sources    {len(st['sources'])}")
     for src in st["sources"]:
         pin = src.get("last_commit") or src.get("last_version") or "never distilled"
-        out.write(f"  {src['id']:<20} {src['state']:<7} {pin}  {src.get('last_refresh') or ''}\n")
-    for key, value in st["progress"].items():
-        out.write(f"{key:<10} {progress_line(value)}\n")
+        lines.append(f"  {src['id']:<20} {src['state']:<7} {pin}  {src.get('last_refresh') or ''}")
+    lines += [f"{key:<10} {progress_line(value)}" for key, value in st["progress"].items()]
+    return "\n".join(lines) + "\n"
 
 
 RESTING = ("idle", "sleeping", "stopped", "done")
@@ -263,7 +270,7 @@ def cmd_add(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
         what = f"{src.url} at {head}" + (f" on {src.settings['ref']}" if src.settings.get("ref")
                                          else "")
     out.write(f"added {src.kind} source {src.id}: {what}, license {src.license}; "
-              f"distil it with `{PROG} refresh {src.id}`\n")
+              f"distil it with `{args.prog} refresh {src.id}`\n")
 
 
 def cmd_remove(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
@@ -282,7 +289,7 @@ def cmd_sources(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
         out.write("\n")
         return
     if not rows:
-        out.write(f"no sources; add one with `{PROG} add URL|PATH|pkg:NAME`\n")
+        out.write(f"no sources; add one with `{args.prog} add URL|PATH|pkg:NAME`\n")
         return
     for r in rows:
         pin = r["pin"][:12] if r["pin"] else "never distilled"

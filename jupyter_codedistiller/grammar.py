@@ -66,6 +66,7 @@ def build_parser(prog: str = "codedistiller") -> argparse.ArgumentParser:
         description="A local library of validated, provenance-carrying code examples.",
     )
     parser.add_argument("--home", help="library home (default: $CODEDISTILLER_HOME)")
+    parser.set_defaults(prog=prog)  # lets a command's hints name the interface it was typed in
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 

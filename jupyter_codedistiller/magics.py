@@ -383,16 +383,14 @@ class DistillMagics(Magics):
                       "good" if e.status == "approved" else "bad")
 
     def _cmd_status(self, args: argparse.Namespace) -> None:
-        from .cli import cmd_status
+        from .cli import status_text
         from .htmlview import status_html
 
-        lib = self.library(args.home)
-        out = io.StringIO()
-        cmd_status(lib, args, out)
+        st = self.library(args.home).status()
         if args.json:
-            print(out.getvalue(), end="")
+            self._print_json(st)
             return
-        self._show(status_html(lib.status()), out.getvalue().rstrip("\n"))
+        self._show(status_html(st), status_text(st).rstrip("\n"))
 
     def _cmd_sources(self, args: argparse.Namespace) -> None:
         from .cli import cmd_sources
@@ -412,7 +410,7 @@ class DistillMagics(Magics):
 
         out = io.StringIO()
         cmd_add(self.library(args.home), args, out)
-        text = out.getvalue().strip().replace("`codedistiller refresh", "`%distill refresh")
+        text = out.getvalue().strip()
         self._show(message_html(text, "good"), text)
 
     def _cmd_refresh(self, args: argparse.Namespace) -> None:
