@@ -30,8 +30,7 @@ class CommandError(Exception):
 
 def search_filters(args: argparse.Namespace) -> dict[str, Any]:
     """The search filters set on the command line, by library keyword."""
-    names = ("package", "validation", "review", "origin", "license", "tag", "source")
-    return {n: getattr(args, n) for n in names if getattr(args, n, None)}
+    return {n: getattr(args, n) for n in Library.FILTERS if getattr(args, n, None)}
 
 
 _UNSHOWABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")

@@ -565,7 +565,8 @@ class Library:
 
     # ------------------------------------------------------------ search
 
-    _FILTERS = {
+    # filter name -> (SQL clause on the snippets row, allowed values or None); the CLI and the API use these names
+    FILTERS = {
         "package": ("s.package = ?", None),
         "validation": ("s.validation_status = ?", VALIDATION_STATUSES),
         "review": ("s.review_status = ?", REVIEW_STATUSES),
@@ -599,11 +600,11 @@ class Library:
         for name, value in filters.items():
             if value is None or value == "":
                 continue
-            if name not in self._FILTERS:
+            if name not in self.FILTERS:
                 raise LibraryError(
-                    f"unknown filter {name!r}; use one of {', '.join(sorted(self._FILTERS))}"
+                    f"unknown filter {name!r}; use one of {', '.join(sorted(self.FILTERS))}"
                 )
-            clause, allowed = self._FILTERS[name]
+            clause, allowed = self.FILTERS[name]
             if allowed and value not in allowed:
                 raise LibraryError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
             where.append(clause)
