@@ -1,0 +1,54 @@
+"""How the sandbox runs a snippet: its settings and the constants the other modules share."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+ISOLATION_METHODS = ("auto", "unshare", "bwrap", "none")
+TAIL_CHARS = 2000
+SCRIPT_NAME = "snippet.py"
+MIB = 1024 * 1024
+WORKDIR_PREFIX = "codedistiller-sandbox-"  # + the pid of the process that made it + "-"
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Throwaway uids for runs as root: one per run, so RLIMIT_NPROC counts that run only.
+UID_BASE = 3_000_000
+# Directories that would hide the system if masked (a HOME set to one of them is not masked).
+SYSTEM_DIRS = frozenset({"/", "/usr", "/etc", "/var", "/opt", "/bin", "/sbin", "/lib", "/lib64",
+                         "/srv", "/proc", "/sys", "/dev", "/boot", "/mnt", "/media"})
+
+
+@dataclass
+class SandboxSettings:
+    """How the sandbox runs a snippet.
+
+    ``cpu_seconds`` defaults to the timeout plus 5 s. ``max_processes``
+    (``RLIMIT_NPROC``) is set only when the child runs under its own throwaway
+    uid (``uid`` in the isolation): the limit counts every process of a uid,
+    and root ignores it. Otherwise the PID namespace and the process-group kill
+    are what end a fork bomb. The working directory holds at most
+    ``4 * file_mb`` (``fs`` isolation). ``isolation`` picks the method
+    (``auto``: the best this machine offers; ``none``: rlimits only).
+    """
+
+    interpreter: str = sys.executable
+    timeout: float = 60.0
+    memory_mb: int = 2048
+    cpu_seconds: int | None = None
+    file_mb: int = 64
+    max_processes: int = 64
+    output_limit: int = 64_000
+    network: bool = False
+    isolation: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.isolation not in ISOLATION_METHODS:
+            raise ValueError(f"isolation must be one of {', '.join(ISOLATION_METHODS)}; "
+                             f"got {self.isolation!r}")
+        if self.timeout <= 0:
+            raise ValueError("timeout must be positive")
+
+
+def isolates_network(isolation: str | None) -> bool:
+    """True when a recorded isolation level says the child had no network."""
+    return bool(isolation) and isolation.split("+", 1)[0].endswith("-net")

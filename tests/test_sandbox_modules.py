@@ -1,0 +1,57 @@
+"""The sandbox package's modules on their own: the child programs are real, importable modules."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+
+import pytest
+
+from jupyter_codedistiller.distill.sandbox import reasons, runner, setup
+from jupyter_codedistiller.distill.sandbox.programs import CHILD_PROGRAMS, program
+
+
+def test_child_programs_import_without_running_and_compile_for_old_interpreters() -> None:
+    for name in CHILD_PROGRAMS:
+        source = program(name)
+        ast.parse(source, name, feature_version=(3, 8))
+    assert callable(setup.main) and callable(runner.main)
+    with pytest.raises(ValueError):
+        program("../settings")
+
+
+def test_facts_program_describes_an_interpreter_in_isolated_mode() -> None:
+    out = subprocess.run([sys.executable, "-I", "-c", program("facts")], capture_output=True,
+                         check=True, timeout=60)
+    facts = json.loads(out.stdout)
+    assert facts["executable"] == sys.executable and facts["version"].count(".") == 2
+
+
+def test_runner_finds_the_direct_imports_of_a_snippet() -> None:
+    assert runner.direct_imports("import a.b, c\nfrom d.e import f\nfrom . import g") == {"a", "c", "d"}
+    assert runner.direct_imports("def (") == set()
+
+
+def test_setup_path_containment_is_by_component() -> None:
+    assert setup.under("/tmp/x", "/tmp") and setup.under("/tmp", "/tmp")
+    assert not setup.under("/tmpfoo", "/tmp")
+
+
+@pytest.mark.parametrize(("stderr", "static", "reason"), [
+    ("Traceback...\nModuleNotFoundError: No module named 'torchx'\n", set(), "needs package torchx"),
+    ("Traceback...\nModuleNotFoundError: No module named 'scipy.nope'\n", set(), None),
+    ("Traceback...\nFileNotFoundError: [Errno 2] No such file or directory: 'x.csv'\n", set(),
+     "needs data file 'x.csv'"),
+    ("Traceback...\nValueError: bad\n", {"network"}, "needs network"),
+    ("Traceback...\nValueError: bad\n", set(), None),
+])
+def test_skip_reasons_come_from_the_run_first(stderr: str, static: set[str], reason: str | None) -> None:
+    assert reasons.skip_reason(stderr, static, False, []) == reason
+
+
+def test_static_needs_reads_what_the_code_visibly_does() -> None:
+    assert reasons.static_needs("import urllib.request\nurllib.request.urlopen('https://x')") == {"network"}
+    assert reasons.static_needs("model.to('cuda')") == {"gpu"}
+    assert reasons.static_needs("x = input()") == {"input"}
