@@ -26,6 +26,8 @@ from __future__ import annotations
 import ast
 import re
 import textwrap
+import threading
+import time
 import warnings
 from dataclasses import dataclass, field
 
@@ -42,6 +44,9 @@ from jupyter_codedistiller.distill.secrets import contains_secret
 
 MAX_FILE_BYTES = 1_000_000
 """Files larger than this are skipped with a problem line."""
+
+FILE_SECONDS = 10.0
+"""Extraction of one file taking longer than this stops with a problem line (the time budget)."""
 
 EXTRACTOR_VERSION = "2"
 """Bump when extraction or assembly changes what a file yields: sources are then re-extracted in full."""
@@ -79,6 +84,7 @@ class ExtractResult:
     candidates: list[Candidate] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     secrets: int = 0
+    complete: bool = True  # False when the time budget stopped extraction: keep what is stored
 
 
 @dataclass
@@ -133,16 +139,42 @@ def is_candidate_file(path: str) -> bool:
 # ---------------------------------------------------------------- entry point
 
 
-def extract_file(path: str, data: bytes) -> ExtractResult:
-    """Candidates found in one file; never raises (bad input becomes a problem line)."""
+class OverBudget(Exception):
+    """Extraction of a file ran past its time budget."""
+
+
+_budget = threading.local()
+
+
+def check_budget() -> None:
+    """Raise OverBudget when the file being extracted on this thread has used up its time."""
+    deadline = getattr(_budget, "deadline", None)
+    if deadline is not None and time.monotonic() > deadline:
+        raise OverBudget
+
+
+def extract_file(path: str, data: bytes, *, seconds: float | None = None) -> ExtractResult:
+    """Candidates found in one file; never raises (bad input becomes a problem line).
+
+    Extraction is linear in the file's size and stops after ``seconds``
+    (default ``FILE_SECONDS``): a pathological file becomes one problem line
+    and yields nothing, never a stall.
+    """
     result = ExtractResult()
+    budget = FILE_SECONDS if seconds is None else seconds
+    _budget.deadline = time.monotonic() + budget
     try:
         text = _decode(path, data, result)
         if text is not None:
             _extract_text(path, text, result)
             result.candidates = dedupe(result.candidates)
+    except OverBudget:
+        result.candidates, result.secrets, result.complete = [], 0, False
+        result.problems.append(f"{path}: extraction took over the {budget:g} s budget, skipped")
     except Exception as exc:  # one bad file must not stop a refresh
         result.problems.append(f"{path}: extraction failed ({type(exc).__name__}: {exc}), skipped")
+    finally:
+        _budget.deadline = None
     return result
 
 
@@ -201,6 +233,7 @@ def _emit(path: str, found: list[_Found], result: ExtractResult) -> None:
     """Assemble each anchored block with the blocks before it and keep it unless it holds a secret."""
     blocks = [f.block for f in found]
     for i, item in enumerate(found):
+        check_budget()
         if not item.anchor:
             continue
         code, assembled = assemble(blocks, i)
@@ -233,10 +266,10 @@ def slug(text: str) -> str:
 
 
 _INLINE = (
-    (re.compile(r"!?\[([^\]]*)\]\([^)]*\)"), r"\1"),  # [text](url), images
+    (re.compile(r"!?\[([^\[\]]*)\]\([^()]*\)"), r"\1"),  # [text](url), images
     (re.compile(r":[\w:.-]+:`(?:[^`<]*<)?([^`>]*)>?`"), r"\1"),  # :func:`name`, :ref:`t <x>`
     (re.compile(r"`+([^`]*)`+_{0,2}"), r"\1"),
-    (re.compile(r"<[^>]+>"), ""),  # html tags
+    (re.compile(r"<[^<>]+>"), ""),  # html tags
     (re.compile(r"(\*\*|__|\*)(\S(?:.*?\S)?)\1"), r"\2"),
 )
 
@@ -386,10 +419,21 @@ def _session_extent(lines: list[str], i: int) -> int:
 
 # ---------------------------------------------------------------- Markdown
 
-_FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*(.*?)\s*$")
-_ATX = re.compile(r"^ {0,3}(#{1,6})\s+(.*?)(?:\s+#+)?\s*$")
+# Every pattern below is matched against a line with its trailing whitespace stripped and has no two
+# quantifiers competing for the same characters: matching is linear in the line's length (a lazy group
+# before ``\s*$`` made a 900 KB line of spaces take hours).
+_FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*(.*)$")
+_ATX = re.compile(r"^ {0,3}(#{1,6})\s+(.*)$")
 _SETEXT = re.compile(r"^ {0,3}(=+|-+)\s*$")
 _MYST_CODE = frozenset({"code-cell", "code-block", "code", "ipython", "jupyter-execute", "sourcecode"})
+
+
+def _atx_text(text: str) -> str:
+    """An ATX heading's text without its optional closing ``#`` run ("Title ##" -> "Title")."""
+    bare = text.rstrip("#")
+    if bare == text:
+        return text
+    return bare.rstrip() if not bare or bare[-1].isspace() else text
 
 
 def _fence_language(info: str) -> str | None:
@@ -417,8 +461,9 @@ def _markdown(path: str, text: str, result: ExtractResult) -> list[_Found]:
         if end is not None:
             i = end + 1
     while i < n:
+        check_budget()
         line = lines[i]
-        fence = _FENCE.match(line)
+        fence = _FENCE.match(line.rstrip())
         if fence and not (fence.group(2)[0] == "`" and "`" in fence.group(3)):
             marker = fence.group(2)
             j = i + 1
@@ -437,9 +482,9 @@ def _markdown(path: str, text: str, result: ExtractResult) -> list[_Found]:
             sections.prose("")
             i = j + 1
             continue
-        atx = _ATX.match(line)
+        atx = _ATX.match(line.rstrip())
         if atx:
-            sections.heading(len(atx.group(1)), atx.group(2))
+            sections.heading(len(atx.group(1)), _atx_text(atx.group(2)))
             i += 1
             continue
         if (
@@ -475,7 +520,7 @@ def _drop_cell_options(body: list[tuple[int, str]]) -> list[tuple[int, str]]:
 # ---------------------------------------------------------------- reStructuredText
 
 _ADORNMENT = re.compile(r"^([=\-`:'\"~^_*+#<>.])\1{2,}\s*$")
-_DIRECTIVE = re.compile(r"^(\s*)\.\.\s+([\w:.-]{1,60}?)::(?:\s+(.*?))?\s*$")
+_DIRECTIVE = re.compile(r"^(\s*)\.\.\s+([\w:.-]{1,60}?)::(?:\s+(.*))?$")  # on a right-stripped line
 _OPTION = re.compile(r"^\s+:([\w-]+):\s*(.*)$")
 _CODE_DIRECTIVES = frozenset({"code-block", "code", "sourcecode", "highlight-block"})
 _PYTHON_DIRECTIVES = frozenset({"ipython", "jupyter-execute", "plot", "testcode", "doctest", "testsetup"})
@@ -523,6 +568,7 @@ def _rst(path: str, text: str, result: ExtractResult) -> list[_Found]:
         sections.heading(levels.index(style) + 1, title)
 
     while i < n:
+        check_budget()
         line = lines[i]
         stripped = line.strip()
         if (
@@ -547,7 +593,7 @@ def _rst(path: str, text: str, result: ExtractResult) -> list[_Found]:
             heading(lines[i + 1].strip()[0], stripped)
             i += 2
             continue
-        directive = _DIRECTIVE.match(line)
+        directive = _DIRECTIVE.match(line.rstrip())
         if directive:
             i = _rst_directive(path, lines, i, directive, sections, found, result)
             continue
@@ -662,12 +708,15 @@ def _notebook(path: str, text: str, result: ExtractResult) -> list[_Found]:
     title = ""
     sections: list[dict] = [{"heading": "", "summary": "", "cells": []}]
     for number, cell in enumerate(cells, start=1):
+        check_budget()
         source = cell.get("source", "")
         if isinstance(source, list):
             source = "".join(source)
         if cell.get("cell_type") == "markdown":
             headings = [
-                (k, m.group(2)) for k, line in enumerate(source.split("\n")) if (m := _ATX.match(line))
+                (k, _atx_text(m.group(2)))
+                for k, line in enumerate(source.split("\n"))
+                if (m := _ATX.match(line.rstrip()))
             ]
             if headings:
                 k, heading = headings[-1]
@@ -805,6 +854,7 @@ def _gallery(
     pending: list[str] = []
     untitled = 0
     for marker, first, end in cells:
+        check_budget()
         if marker is None:  # the header: docstring, imports, setup
             first = max(first, doc_end)
         is_text = marker is not None and bool(re.match(r"\s*\[(markdown|md)\]", marker))
@@ -907,14 +957,14 @@ def _module_defines(tree: ast.Module) -> frozenset[str]:
     return frozenset(names)
 
 
-_DOC_DIRECTIVE = re.compile(r"^(\s*)\.\.\s+(?:code-block|code|sourcecode)::\s*(\w*)\s*$")
+_DOC_DIRECTIVE = re.compile(r"^(\s*)\.\.\s+(?:code-block|code|sourcecode)::[ \t]*(\w*)$")  # right-stripped
 _DOC_LANGUAGES = frozenset({"", "python", "py", "python3", "ipython", "ipython3", "pycon"})
 
 
 def _directive_lines(lines: list[str]) -> list[tuple[int, str]]:
     """(offset, code) of the first Python ``.. code::`` / ``.. code-block::`` block in docstring lines."""
     for i, line in enumerate(lines):
-        m = _DOC_DIRECTIVE.match(line)
+        m = _DOC_DIRECTIVE.match(line.rstrip())
         if not m or m.group(2).lower() not in _DOC_LANGUAGES:
             continue
         indent, body_indent, out = len(m.group(1)), None, []
@@ -955,6 +1005,7 @@ def _docstrings(path: str, text: str, result: ExtractResult) -> None:
     def visit(body: list[ast.stmt], prefix: str) -> None:
         nonlocal imports, defined
         for node in body:
+            check_budget()
             if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 continue
             if node.name.startswith("_"):

@@ -332,6 +332,8 @@ def _extract(src: RegisteredSource, plan: Plan, rep: SourceReport, publish: _Pub
             broken.add(path)
             continue
         rep.files += 1
+        if not result.complete:  # stopped by its time budget: what was stored from it stays
+            broken.add(path)
         rep.secrets += result.secrets
         rep.problems += [p if p.startswith(f"{src.id}:") else f"{src.id}: {p}"
                          for p in result.problems]

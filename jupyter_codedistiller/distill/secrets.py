@@ -49,7 +49,7 @@ _SECRET_NAME = (
 # name = "literal", name: str = "literal", name="literal" (keyword), "name": "literal" (dict)
 _ASSIGNED_LITERAL = re.compile(
     r"""(?ix)
-    (?:\b(""" + _SECRET_NAME + r""")\b\s*(?::\s*[A-Za-z_][\w\[\], .]*)?\s*=(?!=)
+    (?:\b(""" + _SECRET_NAME + r""")\b[ \t]{0,20}(?::[ \t]{0,20}[A-Za-z_][\w\[\], .]{0,80})?[ \t]{0,20}=(?!=)
        |["'](""" + _SECRET_NAME + r""")["']\s*:)
     \s*[rbuf]{0,2}(["'])([^"'\n]{8,})\3
     """
