@@ -77,6 +77,16 @@ def _edited(code_now: str, record: dict[str, Any], marker: dict[str, str] | None
     return None
 
 
+def _agent(record: dict[str, Any]) -> dict[str, str] | None:
+    """Who inserted the cell when a coding agent did (``metadata.codedistiller.agent``), as short one-line text."""
+    agent = record.get("agent")
+    if not isinstance(agent, dict):
+        return None
+    out = {k: _one_line(agent.get(k))[:100] for k in ("client", "via", "for") if agent.get(k)}
+    out.setdefault("client", "an unnamed agent")
+    return out
+
+
 def _cell_entry(cell: CellInput, library: Library) -> dict[str, Any] | None:
     marker, code = split_cell(cell.source)
     record = cell.metadata.get(METADATA_KEY) if isinstance(cell.metadata.get(METADATA_KEY), dict) else {}
@@ -100,7 +110,13 @@ def _cell_entry(cell: CellInput, library: Library) -> dict[str, Any] | None:
         "license": marker.get("license") or rec_source.get("license") or "unknown",
         "source": {"label": marker.get("src"), "path": marker.get("path")},
         "notes": [],
+        "agent": _agent(record),
     }
+    if entry["agent"]:
+        a = entry["agent"]
+        entry["notes"].append(f"inserted by a coding agent ({a['client']}"
+                              + (f" via {a['via']}" if a.get("via") else "")
+                              + (f", for {a['for']}" if a.get("for") else "") + ")")
     if rec_source:
         entry["source"].update({k: rec_source.get(k) for k in ("url", "repository", "commit", "path", "package",
                                                                 "version", "link")})
@@ -159,6 +175,7 @@ def audit(cells: list[CellInput], library: Library, notebook: str = "") -> dict[
         "review": dict(Counter(c["review"] for c in cur)),
         "llm": len(llm),
         "llm_unreviewed": sum(1 for e in llm if e["current"]["review"] != "approved"),
+        "agent_inserted": sum(1 for e in entries if e["agent"]),
         "licenses": dict(Counter(e["license"] for e in entries)),
     }
     return {"notebook": notebook, "library": str(library.path), "cells": entries, "summary": summary}
@@ -214,6 +231,11 @@ def methods_paragraph(report: dict[str, Any]) -> str:
         )
     else:
         text.append("No inserted code was written by a large language model.")
+    by_agent = [e for e in report["cells"] if e.get("agent")]
+    if by_agent:
+        clients = sorted({e["agent"]["client"] for e in by_agent})
+        text.append(f"{len(by_agent)} cell(s) were inserted by a coding agent ({', '.join(clients)}) "
+                    "rather than by a person.")
     edited = [e for e in report["cells"] if e["edited"]]
     if edited:
         text.append("Cells " + ", ".join(str(e["index"]) for e in edited) + " were modified after insertion.")

@@ -476,6 +476,16 @@ def cmd_daemon(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
                 defaults=not args.no_defaults)
 
 
+def cmd_mcp(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
+    try:
+        from .mcpserver import build_server, stdio_host
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] != "mcp":
+            raise
+        raise CommandError("the MCP server needs the mcp extra: pip install 'jupyter-codedistiller[mcp]'") from None
+    build_server(stdio_host(lib)).run("stdio")  # standard output is the protocol's: nothing else writes there
+
+
 COMMANDS: dict[str, Callable[[Library, argparse.Namespace, TextIO], None]] = {
     "add": cmd_add,
     "remove": cmd_remove,
@@ -495,6 +505,7 @@ COMMANDS: dict[str, Callable[[Library, argparse.Namespace, TextIO], None]] = {
     "audit": cmd_audit,
     "config": cmd_config,
     "daemon": cmd_daemon,
+    "mcp": cmd_mcp,
 }
 
 

@@ -162,6 +162,8 @@ def build_parser(prog: str = "codedistiller") -> argparse.ArgumentParser:
     p.add_argument("value", nargs="?", help="new value, e.g. open, validated or reviewed")
     p.add_argument("--json", action="store_true", help="print JSON")
 
+    p = sub.add_parser("mcp", help="serve the library to coding agents over MCP (stdio; needs the mcp extra)")
+
     return parser
 
 

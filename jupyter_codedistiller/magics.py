@@ -59,6 +59,7 @@ extension it puts the cell below, elsewhere it shows the cell text to copy.
 # Commands that would tie up the kernel: they belong in a terminal.
 TERMINAL_ONLY = {
     "daemon": "the daemon runs until stopped; start it in a terminal: codedistiller daemon",
+    "mcp": "the MCP server talks to an agent over standard input and output; the agent starts it: codedistiller mcp",
 }
 
 

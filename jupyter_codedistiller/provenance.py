@@ -83,9 +83,13 @@ def inserted_digest(code: str) -> str:
     return code_digest(code.rstrip("\n"))
 
 
-def cell_metadata(s: Snippet) -> dict[str, Any]:
-    """The record kept in a cell's ``metadata.codedistiller`` when it is inserted."""
-    return {
+def cell_metadata(s: Snippet, agent: dict[str, str] | None = None) -> dict[str, Any]:
+    """The record kept in a cell's ``metadata.codedistiller`` when it is inserted.
+
+    ``agent`` (``{"client": ..., "via": "mcp", "for": ...}``) says that a coding
+    agent, not a person, inserted it; the audit reports it.
+    """
+    record = {
         "id": s.id,
         "revision": s.revision,
         "code_sha256": inserted_digest(s.code),
@@ -96,6 +100,9 @@ def cell_metadata(s: Snippet) -> dict[str, Any]:
         "validation": {"status": s.validation.status, "when": s.validation.when},
         "review": {"status": s.review.status},
     }
+    if agent:
+        record["agent"] = dict(agent)
+    return record
 
 
 def source_record(s: Snippet) -> dict[str, Any]:

@@ -348,6 +348,7 @@ def test_flag_resolve_review_by_result_number(shell: InteractiveShell, library: 
     ("import -", "give a file"),
     ("remove nope", "no source 'nope'"),
     ("daemon --once", "start it in a terminal"),
+    ("mcp", "the agent starts it: codedistiller mcp"),
 ])
 def test_bad_usage_is_one_line_and_changes_nothing(
     shell: InteractiveShell, library: Library, ids: dict[str, str],
