@@ -33,6 +33,11 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     web_app = serverapp.web_app
     web_app.settings["codedistiller"] = service
     web_app.add_handlers(".*$", handlers(web_app.settings["base_url"]))
+    if config.mcp:  # the SDK itself is imported on the endpoint's first request
+        from .mcphandler import McpMount, mcp_handlers
+
+        web_app.settings["codedistiller_mcp"] = McpMount(service)
+        web_app.add_handlers(".*$", mcp_handlers(web_app.settings["base_url"]))
     serverapp.log.info("codedistiller: serving the library in %s", service.home)
     if config.daemon:
         service.start_daemon(config.daemon_interval)
@@ -40,6 +45,9 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
 
 def _unload_jupyter_server_extension(serverapp: Any) -> None:
     """Stop the refresh and the daemon this server started."""
+    mount = serverapp.web_app.settings.get("codedistiller_mcp")
+    if mount is not None:
+        mount.shutdown()
     service = serverapp.web_app.settings.get("codedistiller")
     if service is not None:
         service.shutdown()

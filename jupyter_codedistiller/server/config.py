@@ -36,6 +36,13 @@ class CodeDistiller(Configurable):
         help="Seconds between the background distiller's passes over every source.",
     )
 
+    mcp = Bool(
+        True,
+        config=True,
+        help="Serve the library to coding agents over MCP (streamable HTTP) at /codedistiller/mcp, behind "
+        "Jupyter's authentication. Needs the mcp extra: pip install 'jupyter-codedistiller[mcp]'.",
+    )
+
     def library_home(self) -> Path:
         """The configured home, resolved to an absolute path."""
         return library_home(self.home or None).resolve()
