@@ -6,6 +6,7 @@ token; without it the server refuses before the MCP layer is reached.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from mcp import Client  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 from mcp_types import Implementation  # noqa: E402
 
+from jupyter_codedistiller import cli  # noqa: E402
 from jupyter_codedistiller.library import Library  # noqa: E402
 from jupyter_codedistiller.provenance import marker_line  # noqa: E402
 from jupyter_codedistiller.settings import set_setting  # noqa: E402
@@ -92,8 +94,8 @@ async def test_list_search_get_flag_over_http(mcp_url, jp_serverapp, fixture_lib
 
 
 @pytest.mark.parametrize("identity", ["Maria Curie"])
-async def test_the_agent_acts_for_the_signed_in_jupyter_user(mcp_url, jp_serverapp, fixture_library, home,
-                                                            identity):
+async def test_the_agent_acts_for_the_signed_in_jupyter_user(mcp_url, jp_serverapp, jp_fetch, jp_root_dir,
+                                                            fixture_library, home, identity):
     sid = fixture_library["km"]
     with anyio.fail_after(120):
         async with agent(mcp_url, jp_serverapp.identity_provider.token) as client:
@@ -101,6 +103,21 @@ async def test_the_agent_acts_for_the_signed_in_jupyter_user(mcp_url, jp_servera
             flagged = data(await client.call_tool("flag_snippet", {"id": sid, "reason": "wrong", "kind": "other"}))
     assert got["cell_metadata"]["agent"] == {"client": "jupyter-ai 3.0", "via": "mcp", "for": "Maria Curie"}
     assert flagged["flag"]["by"] == "jupyter-ai 3.0 (MCP agent for Maria Curie)"
+
+    # The agent inserts through Jupyter (the contents API), as an agent's notebook tool does ...
+    notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        {"cell_type": "code", "id": "c1", "source": got["code"], "metadata": {"codedistiller": got["cell_metadata"]},
+         "outputs": [], "execution_count": None}]}
+    r = await jp_fetch("api", "contents", "agent.ipynb", method="PUT",
+                       body=json.dumps({"type": "notebook", "format": "json", "content": notebook}))
+    assert r.code in (200, 201)
+    # ... and the audit of that notebook says where the cell came from and that an agent put it there.
+    out = io.StringIO()
+    assert cli.main(["--home", str(home), "audit", str(jp_root_dir / "agent.ipynb")], out=out) == 0
+    report = out.getvalue()
+    assert sid in report and "edited | now" in report
+    assert "inserted by a coding agent (jupyter-ai 3.0 via mcp, for Maria Curie)" in report
+    assert "1 cell(s) were inserted by a coding agent (jupyter-ai 3.0)" in report
 
 
 async def test_policy_refusals_are_tool_errors_over_http(mcp_url, jp_serverapp, fixture_library, home):
