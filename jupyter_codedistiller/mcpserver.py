@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import ToolAnnotations
 
 from .badges import badges
 from .library import Library, LibraryError, SearchResult
@@ -113,6 +114,34 @@ def _check_text(name: str, value: Any, limit: int, *, blank_ok: bool = True) -> 
     if not blank_ok and not value.strip():
         raise ToolError(f"{name} must not be blank")
     return value
+
+
+_PYDANTIC_DETAIL = re.compile(r"\s*\[type=.*$")  # "[type=..., input_value=..., input_type=...]": echoes the input
+
+
+def error_line(text: str) -> str:
+    """A failed tool call's message on one line: the SDK's argument validation errors span
+    several lines and echo the (hostile) input; keep the field names and what was wrong."""
+    lines = [ln.strip() for ln in text.splitlines()
+             if ln.strip() and not ln.strip().startswith("For further information")]
+    if len(lines) <= 1:
+        return one_line(text, 300)
+    head, rest = lines[0], lines[1:]
+    if "validation error" in head:
+        prefix = head.split(": ", 1)[0] + ": " if head.startswith("Error executing tool") else ""
+        pairs = [f"{rest[i]}: {_PYDANTIC_DETAIL.sub('', rest[i + 1])}" for i in range(0, len(rest) - 1, 2)]
+        return one_line(prefix + "invalid arguments: " + "; ".join(pairs), 300)
+    return one_line(" ".join(lines), 300)
+
+
+async def one_line_tool_errors(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Server middleware: every failed ``tools/call`` answers with a one-line message."""
+    result = await call_next(ctx)
+    if ctx.method == "tools/call" and isinstance(result, dict) and result.get("isError"):
+        for item in result.get("content") or []:
+            if isinstance(item, dict) and item.get("type") == "text":
+                item["text"] = error_line(str(item.get("text", "")))
+    return result
 
 
 def tool_errors(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
@@ -260,6 +289,8 @@ def build_server(host: Host) -> MCPServer:
     """The MCP server with the tools ``search_snippets``, ``get_snippet``, ``flag_snippet``."""
     server = MCPServer(SERVER_NAME, title="jupyter-codedistiller", version=_version(),
                        instructions=INSTRUCTIONS, log_level="WARNING")
+    server.middleware.append(one_line_tool_errors)
+    reading = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
     def policy_of(lib: Library) -> str:
         return load_settings(lib.path.parent).policy
@@ -271,7 +302,8 @@ def build_server(host: Host) -> MCPServer:
             record["for"] = one_line(person, 100)
         return record
 
-    @server.tool(description="Search the validated example library. Returns ranked snippets with title, "
+    @server.tool(annotations=reading,
+                 description="Search the validated example library. Returns ranked snippets with title, "
                              "APIs used, badges (validation, review, origin, flags) and a short code preview. "
                              "`package` limits to one package; `validated_only` to examples that ran.")
     @tool_errors
@@ -289,7 +321,8 @@ def build_server(host: Host) -> MCPServer:
 
         return await host.run(search)
 
-    @server.tool(description="One snippet to use: the code (first line is its provenance marker; keep it), "
+    @server.tool(annotations=reading,
+                 description="One snippet to use: the code (first line is its provenance marker; keep it), "
                              "requirements, the validation record, license, review, open flags, and "
                              "`cell_metadata` to store under metadata.codedistiller when inserting into a notebook.")
     @tool_errors
@@ -303,7 +336,8 @@ def build_server(host: Host) -> MCPServer:
 
         return await host.run(get)
 
-    @server.tool(description="Report a snippet that failed or misled you, for a person to resolve. "
+    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False),
+                 description="Report a snippet that failed or misled you, for a person to resolve. "
                              f"kind is one of {', '.join(FLAG_KINDS)}; reason says what went wrong.")
     @tool_errors
     async def flag_snippet(id: str, reason: str, ctx: Context, kind: str = "incorrect") -> dict[str, Any]:  # noqa: A002
