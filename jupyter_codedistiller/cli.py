@@ -336,6 +336,18 @@ def sandbox_settings(args: argparse.Namespace) -> Any:
     return SandboxSettings(timeout=float(args.timeout))
 
 
+def cluster_address(lib: Library, args: argparse.Namespace) -> str | None:
+    """The Dask scheduler to validate on: ``--cluster``, else the library's ``cluster`` setting."""
+    from .settings import SettingsError, load_settings
+
+    if getattr(args, "cluster", None):
+        return args.cluster
+    try:
+        return load_settings(lib.path.parent).cluster or None
+    except SettingsError as exc:
+        raise CommandError(str(exc)) from None
+
+
 def report_lines(report: Any, out: TextIO) -> None:
     """Write a refresh or LLM report: its summary, then one line per problem."""
     out.write(report.summary() + "\n")
@@ -363,7 +375,8 @@ def run_refresh(lib: Library, args: argparse.Namespace, out: TextIO, progress: A
         except LLMUnavailable as exc:  # the static refresh goes on without it
             print(f"{PROG}: {exc}", file=sys.stderr)
     report = refresh(lib, args.sources or None, workers=args.workers,
-                     validate=not args.no_validate, settings=settings, progress=progress)
+                     validate=not args.no_validate, settings=settings, progress=progress,
+                     cluster=cluster_address(lib, args))
     report_lines(report, out)
     if llm is not None:
         _llm_pass(lib, [r.source_id for r in report.sources if not r.error], llm, settings, out)
@@ -473,7 +486,7 @@ def cmd_daemon(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
 
     print(f"{PROG}: daemon for {lib.path.parent} every {args.interval} s (pid {os.getpid()})", file=sys.stderr)
     run_forever(lib, interval=args.interval, workers=args.workers, timeout=args.timeout, once=args.once,
-                defaults=not args.no_defaults)
+                defaults=not args.no_defaults, cluster=args.cluster)
 
 
 def cmd_mcp(lib: Library, args: argparse.Namespace, out: TextIO) -> None:

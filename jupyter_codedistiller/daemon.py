@@ -85,8 +85,10 @@ class Daemon:
     """Refresh every source of one library each ``interval`` seconds until stopped."""
 
     def __init__(self, library: Library, *, interval: float = 3600.0, workers: int | None = None,
-                 timeout: float | None = None, nice: int = 10, defaults: bool = True) -> None:
+                 timeout: float | None = None, nice: int = 10, defaults: bool = True,
+                 cluster: str | None = None) -> None:
         self.library = library
+        self.cluster = cluster  # else the library's cluster setting, read every pass
         self.defaults = defaults
         self.interval = interval
         self.workers = workers or max(1, min(2, (os.cpu_count() or 1) - 1))
@@ -125,13 +127,22 @@ class Daemon:
             # A new library: make every source searchable first (seconds), validate after (minutes).
             refresh(self.library, workers=self.workers, validate=False, progress=progress)
         self._publish(state="refreshing", step="start", done=0, total=len(self.library.sources()), detail="")
-        report = refresh(self.library, workers=self.workers, settings=settings, progress=progress)
+        report = refresh(self.library, workers=self.workers, settings=settings, progress=progress,
+                         cluster=self._cluster())
         self.cycles += 1
         totals = report.totals()
         self._publish(state="idle", step="sleeping", done=0, total=0, detail=report.summary(),
                       last_cycle=utcnow(), next_cycle_in=self.interval,
                       errors=report.errors)
         return totals
+
+    def _cluster(self) -> str | None:
+        """The Dask scheduler to validate on this pass, if any."""
+        if self.cluster:
+            return self.cluster
+        from .settings import load_settings
+
+        return load_settings(self.library.path.parent).cluster or None
 
     def _pause(self) -> float:
         """Seconds until the next pass: the interval, or a short catch-up while snippets wait."""
@@ -169,12 +180,15 @@ class Daemon:
 
 
 def run_forever(library: Library, *, interval: float, workers: int | None = None,
-                timeout: float | None = None, once: bool = False, defaults: bool = True) -> None:
+                timeout: float | None = None, once: bool = False, defaults: bool = True,
+                cluster: str | None = None) -> None:
     """Run a daemon in this process until SIGTERM / SIGINT (or one pass with ``once``).
 
-    An empty library first gets the default sources unless ``defaults`` is false.
+    An empty library first gets the default sources unless ``defaults`` is false;
+    ``cluster`` (a Dask scheduler address) validates there instead of here.
     """
-    daemon = Daemon(library, interval=interval, workers=workers, timeout=timeout, defaults=defaults)
+    daemon = Daemon(library, interval=interval, workers=workers, timeout=timeout, defaults=defaults,
+                    cluster=cluster)
 
     def stop(signum: int, frame: Any) -> None:
         daemon.stop.set()

@@ -134,6 +134,9 @@ def build_parser(prog: str = "codedistiller") -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=_positive, help="seconds per validation run")
     p.add_argument("--llm", action="store_true",
                    help="then let an LLM write or repair examples (needs OPENAI_API_KEY)")
+    p.add_argument("--cluster", metavar="ADDRESS",
+                   help="validate on a Dask cluster (tcp://SCHEDULER:8786; 'local' for this machine; "
+                   "default: the cluster setting)")
 
     p = sub.add_parser("generate", help="let an LLM write and repair examples for one source")
     p.add_argument("source", help="source id")
@@ -149,6 +152,8 @@ def build_parser(prog: str = "codedistiller") -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_positive, help="parallel validations (default: 1 or 2)")
     p.add_argument("--timeout", type=_positive, help="seconds per validation run")
     p.add_argument("--once", action="store_true", help="one pass, then exit")
+    p.add_argument("--cluster", metavar="ADDRESS",
+                   help="validate on a Dask cluster (default: the cluster setting, else this machine)")
     p.add_argument("--no-defaults", action="store_true",
                    help="do not give an empty library the default sources (installed curated packages)")
 

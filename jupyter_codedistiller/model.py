@@ -139,6 +139,8 @@ class Validation:
     exit_code: int | None = None
     stdout_tail: str = ""
     stderr_tail: str = ""
+    host: str | None = None  # the machine that ran it, when not this one (a cluster worker)
+    worker: str | None = None  # that worker's Dask address
 
     def __post_init__(self) -> None:
         _check(self.status, VALIDATION_STATUSES, "validation.status")

@@ -29,6 +29,7 @@ class Settings:
     llm_code_model: str = ""
     llm_fast_model: str = ""
     llm_base_url: str = ""
+    cluster: str = ""  # a Dask scheduler address that validates for refresh and the daemon
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -37,6 +38,13 @@ class Settings:
 def _coerce(name: str, raw: Any) -> str:
     if name == "policy" and raw not in POLICIES:
         raise SettingsError(f"policy must be one of {', '.join(POLICIES)}; got {raw!r}")
+    if name == "cluster" and raw not in ("", "local"):
+        from .distill.cluster import ClusterError, check_address
+
+        try:
+            return check_address(str(raw))
+        except ClusterError as exc:
+            raise SettingsError(str(exc)) from None
     return str(raw)
 
 

@@ -434,7 +434,8 @@ def installed_versions(names: Iterable[str],
     names = sorted(set(names))
     if not names:
         return {}
-    if not interpreter or os.path.realpath(interpreter) == os.path.realpath(sys.executable):
+    # abspath, not realpath: a virtual environment's python is a symlink to its base interpreter
+    if not interpreter or os.path.abspath(interpreter) == os.path.abspath(sys.executable):
         from .imports import installed_version
 
         return {n: installed_version(n) for n in names}
@@ -499,7 +500,7 @@ def mark_retry(library: Library, source_id: str, interpreter: str | None = None)
 
 
 def _validate(library: Library, src: RegisteredSource, plan: Plan | None, rep: SourceReport,
-              publish: _Publisher, workers: int, settings: Any) -> None:
+              publish: _Publisher, workers: int, settings: Any, executor: Any = None) -> None:
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     from . import sandbox
@@ -516,12 +517,20 @@ def _validate(library: Library, src: RegisteredSource, plan: Plan | None, rep: S
     base = list(plan.python_path) if plan else []
     root = plan.root if plan else None
 
-    def run(s: Snippet) -> str:
+    def python_path(s: Snippet) -> list[str]:
         path = list(base)
         if root is not None and s.origin.details.get("extracted_from") in SCRIPT_KINDS:
             folder = (root / s.source.path).parent
             if folder.is_dir():
                 path.insert(0, str(folder))
+        return path
+
+    if executor is not None:  # a Dask cluster runs the sandbox; this process writes
+        _validate_on(executor, library, src, [(s, python_path(s)) for s in todo], rep, publish, settings)
+        return
+
+    def run(s: Snippet) -> str:
+        path = python_path(s)
         v = sandbox.validate(s.code, python_path=path, settings=settings,
                              requirements=s.requirements)
         library.set_validation(s.id, v, revision=s.revision)
@@ -547,6 +556,25 @@ def _validate(library: Library, src: RegisteredSource, plan: Plan | None, rep: S
             publish(src.id, "validate", done, len(todo), s.source.path)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _validate_on(executor: Any, library: Library, src: RegisteredSource,
+                 jobs: list[tuple[Snippet, list[str]]], rep: SourceReport, publish: _Publisher,
+                 settings: Any) -> None:
+    """Validate through ``executor.validate_many`` (a cluster), storing each result as it arrives."""
+    publish(src.id, "validate", 0, len(jobs), executor.describe())
+    for done, (s, outcome) in enumerate(executor.validate_many(jobs, settings=settings), 1):
+        if isinstance(outcome, Exception):  # lost with its workers too often: left pending
+            rep.problems.append(f"{src.id}: {s.source.path}: could not validate {s.id}: "
+                                f"{type(outcome).__name__}: {str(outcome)[:200]}")
+            rep.pending += 1
+        else:
+            library.set_validation(s.id, outcome, revision=s.revision)
+            if outcome.status in ("passed", "failed", "timeout", "skipped"):
+                setattr(rep, outcome.status, getattr(rep, outcome.status) + 1)
+            else:
+                rep.pending += 1
+        publish(src.id, "validate", done, len(jobs), f"{s.source.path} [{executor.describe()}]")
 
 
 # ---------------------------------------------------------------- the refresh
@@ -590,8 +618,11 @@ def _one_line(exc: BaseException) -> str:
 
 def refresh_source(library: Library, src: RegisteredSource, *, workers: int | None = None,
                    validate: bool = True, settings: Any = None, full: bool = False,
-                   publish: _Publisher | None = None) -> SourceReport:
+                   publish: _Publisher | None = None, executor: Any = None) -> SourceReport:
     """Refresh one registered source (see the module docstring).
+
+    ``executor`` (a ``cluster.ClusterExecutor``) validates on a Dask cluster
+    instead of the local pool.
 
     Never raises for the source's own failures: they end up in the report's
     ``error`` and on the source (state ``error``). KeyboardInterrupt (also
@@ -613,9 +644,12 @@ def refresh_source(library: Library, src: RegisteredSource, *, workers: int | No
             if plan is not None:
                 interpreter = getattr(settings, "interpreter", None)
                 rep.stale = mark_stale(library, src.id, interpreter) + mark_retry(library, src.id, interpreter)
+                from .cluster import retry_mismatched
+
+                rep.stale += retry_mismatched(library, src.id)
                 if validate:
                     _validate(library, src, plan, rep, publish, workers or os.cpu_count() or 1,
-                              settings)
+                              settings, executor)
                 else:
                     rep.pending = rep.added + rep.updated + rep.stale
             outcome = rep.error
@@ -669,13 +703,16 @@ def refresh(
     settings: Any = None,
     progress: Progress | None = None,
     full: bool = False,
+    cluster: str | None = None,
 ) -> RefreshReport:
     """Refresh the given sources (default: every registered one) and return what happened.
 
     Unknown source ids raise NotFound before anything is done. ``settings``
     is a ``sandbox.SandboxSettings`` (interpreter, timeout, ...); ``workers``
     bounds parallel validations (default: the number of cores); ``full``
-    extracts every file again instead of only the changed ones.
+    extracts every file again instead of only the changed ones. ``cluster``
+    (a Dask scheduler address) validates on its workers instead; an
+    unreachable scheduler raises ``cluster.ClusterError`` before anything is done.
     """
     from .imports import forget_environment
 
@@ -689,11 +726,21 @@ def refresh(
         chosen = library.sources()
     chosen.sort(key=lambda s: s.settings.get("order", 0))  # a default library: quickest first
     forget_environment()
+    executor = None
+    if cluster and cluster != "local" and validate:
+        from .cluster import ClusterExecutor
+
+        executor = ClusterExecutor(cluster)
     publish = _Publisher(library, progress)
     report = RefreshReport(validated=validate)
-    for src in chosen:
-        report.sources.append(refresh_source(library, src, workers=workers, validate=validate,
-                                             settings=settings, full=full, publish=publish))
+    try:
+        for src in chosen:
+            report.sources.append(refresh_source(library, src, workers=workers, validate=validate,
+                                                 settings=settings, full=full, publish=publish,
+                                                 executor=executor))
+    finally:
+        if executor is not None:
+            executor.close()
     report.seconds = time.monotonic() - started
     totals = report.totals()
     library.set_progress(PROGRESS_KEY, {

@@ -40,7 +40,7 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
         web_app.add_handlers(".*$", mcp_handlers(web_app.settings["base_url"]))
     serverapp.log.info("codedistiller: serving the library in %s", service.home)
     if config.daemon:
-        service.start_daemon(config.daemon_interval)
+        service.start_daemon(config.daemon_interval, cluster=config.cluster)
 
 
 def _unload_jupyter_server_extension(serverapp: Any) -> None:

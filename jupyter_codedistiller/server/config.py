@@ -43,6 +43,14 @@ class CodeDistiller(Configurable):
         "Jupyter's authentication. Needs the mcp extra: pip install 'jupyter-codedistiller[mcp]'.",
     )
 
+    cluster = Unicode(
+        "",
+        config=True,
+        help="Dask scheduler address (tcp://SCHEDULER:8786) on whose workers the background distiller "
+        "validates snippets (needs jupyter-codedistiller[cluster]); empty: the library's cluster setting, "
+        "else this machine.",
+    )
+
     def library_home(self) -> Path:
         """The configured home, resolved to an absolute path."""
         return library_home(self.home or None).resolve()

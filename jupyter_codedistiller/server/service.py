@@ -274,7 +274,7 @@ class LibraryService:
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
-    def start_daemon(self, interval: int) -> int | None:
+    def start_daemon(self, interval: int, cluster: str = "") -> int | None:
         """Start ``codedistiller daemon`` as a low-priority child; returns its pid.
 
         If another daemon already holds this library's lock the child exits at
@@ -286,7 +286,8 @@ class LibraryService:
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / "daemon.log", "ab") as log_file:
             proc = subprocess.Popen(
-                cli_command(self.home, "daemon", "--interval", str(interval)),
+                cli_command(self.home, "daemon", "--interval", str(interval),
+                            *(["--cluster", cluster] if cluster else [])),
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                 cwd=str(self.home), env=self._child_env(), start_new_session=True,
             )

@@ -1,0 +1,366 @@
+"""Validation on a Dask cluster: the sandbox runs on the workers, the library stays here.
+
+``ClusterExecutor(address)`` connects to a Dask scheduler. ``validate_many``
+takes a source's snippets (each with the ``python_path`` it runs with), groups
+them per package into small batches (so a worker's warm sandbox is reused),
+keeps at most a bounded number of batches in flight, and yields
+``(snippet, Validation)`` as each batch comes back, or ``(snippet,
+exception)`` when a batch could not be run. The caller (``refresh``) is the
+only writer: it stores each result in its own short transaction, so a killed
+coordinator or worker loses no stored result, and the next refresh validates
+what is still pending.
+
+On the worker, ``run_batch`` probes the worker's own interpreter (the one its
+sandbox runs) for the Python version and the versions of the batch's
+distributions, compares them with the library's environment (sent by the
+coordinator), and runs only the snippets whose environment matches; the others
+are ``skipped`` with the difference as the reason (``MISMATCH`` prefix). The
+coordinator checks every returned record again against the versions the
+snippet actually imported, so a record from a differing worker is never a
+silent ``passed``. Every record names the worker (``host``, ``worker``).
+
+Dask's own mechanisms carry the faults: a task lost with a worker is
+rescheduled on another (``distributed.scheduler.allowed-failures``), a task
+that raised is retried once. ``distributed`` is imported only here, inside
+the functions that need it (``pip install jupyter-codedistiller[cluster]``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import re
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..library import LibraryError
+from ..model import Validation, _pick, utcnow
+
+if TYPE_CHECKING:
+    from ..model import Snippet
+
+MISMATCH = "cluster worker environment differs: "
+NO_CHECKOUT = "needs the source's checkout on the worker: "
+BATCH_MAX = 8  # snippets per task at most
+IN_FLIGHT_PER_THREAD = 2  # batches queued per worker thread
+ADDRESS = re.compile(r"^(?:(?:tcp|tls|ws|wss|ucx|inproc)://)?[\w.\-\[\]:]+(?::\d+)?$")
+
+
+class ClusterError(LibraryError):
+    """The cluster cannot be used (no scheduler there, no distributed installed); one line."""
+
+
+def check_address(address: str) -> str:
+    """``address`` if it looks like a scheduler address (``tcp://HOST:PORT``), else ClusterError."""
+    address = address.strip()
+    if not address or not ADDRESS.match(address):
+        raise ClusterError(f"not a Dask scheduler address: {address!r} (e.g. tcp://scheduler:8786)")
+    return address
+
+
+@dataclass
+class Task:
+    """One snippet as a worker needs it: no library, only what runs."""
+
+    snippet_id: str
+    revision: int
+    code: str
+    python_path: list[str]
+    requirements: dict[str, str | None]
+
+
+@dataclass
+class Environment:
+    """An interpreter's Python version and the versions of the distributions asked about."""
+
+    python: str
+    packages: dict[str, str | None] = field(default_factory=dict)
+    host: str | None = None
+    worker: str | None = None
+
+
+def _minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+def differences(expected: Environment, found: Environment, names: Iterable[str]) -> list[str]:
+    """What differs between the library's environment and a worker's, for ``names``."""
+    out = []
+    if _minor(found.python) != _minor(expected.python):
+        out.append(f"Python {found.python} on the worker, {expected.python} here")
+    for name in sorted(set(names)):
+        want, have = expected.packages.get(name), found.packages.get(name)
+        if want != have:
+            out.append(f"{name} {have or 'not installed'} on the worker, {want or 'not installed'} here")
+    return out
+
+
+def python_version(interpreter: str | None = None) -> str:
+    """The Python version of ``interpreter`` (default this one)."""
+    import subprocess
+
+    if not interpreter or os.path.abspath(interpreter) == os.path.abspath(sys.executable):
+        return platform.python_version()
+    try:
+        done = subprocess.run([interpreter, "-I", "-S", "-c", "import platform; print(platform.python_version())"],
+                              capture_output=True, text=True, timeout=60, cwd=os.path.expanduser("~"))
+        return done.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+# ------------------------------------------------------------------ on the worker
+
+_probe_lock = threading.Lock()
+_probe: dict[str, Any] = {"generation": None, "python": None, "packages": {}}
+
+
+def worker_environment(names: Iterable[str], generation: str) -> Environment:
+    """This worker's interpreter and the versions of ``names`` in it (cached per ``generation``)."""
+    from .imports import forget_environment
+    from .refresh import installed_versions
+
+    with _probe_lock:
+        if _probe["generation"] != generation:  # a new refresh: packages may have been installed
+            forget_environment()
+            _probe.update(generation=generation, python=platform.python_version(), packages={})
+        known: dict[str, str | None] = _probe["packages"]
+        wanted = sorted(set(names) - set(known))
+        if wanted:
+            known.update({n: installed_versions([n]).get(n) for n in wanted})
+        packages = {n: known.get(n) for n in names}
+    return Environment(python=_probe["python"], packages=packages, host=socket.gethostname(),
+                       worker=_worker_address())
+
+
+def _worker_address() -> str | None:
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):  # not inside a Dask task
+        return None
+
+
+def run_batch(tasks: Sequence[Task], settings: Any, expected: Environment,
+              generation: str) -> list[tuple[str, int, dict[str, Any]]]:
+    """Validate ``tasks`` in this worker's sandbox: ``(snippet id, revision, validation)`` each.
+
+    Runs on a Dask worker, with the worker's own interpreter. A snippet whose
+    requirements differ from ``expected`` (or whose ``python_path`` is not on
+    this machine) is skipped unrun, with the reason.
+    """
+    from . import sandbox
+
+    names = {n for t in tasks for n in t.requirements}
+    env = worker_environment(names, generation)
+    here = f"{env.host} ({env.worker})" if env.worker else str(env.host)
+    runnable: list[Task] = []
+    out: list[tuple[str, int, dict[str, Any]]] = []
+
+    def record(task: Task, v: Validation) -> None:
+        v.host, v.worker = env.host, env.worker
+        out.append((task.snippet_id, task.revision, dataclasses.asdict(v)))
+
+    for t in tasks:
+        diff = differences(expected, env, t.requirements)
+        missing = [p for p in t.python_path if not os.path.isdir(p)]
+        if diff:
+            record(t, Validation(status="skipped", reason=f"{MISMATCH}{here}: " + "; ".join(diff),
+                                 when=utcnow(), duration=0.0, interpreter=sys.executable,
+                                 python_version=env.python))
+        elif missing:
+            record(t, Validation(status="skipped", reason=f"{NO_CHECKOUT}{missing[0]} is not on {here}",
+                                 when=utcnow(), duration=0.0, interpreter=sys.executable,
+                                 python_version=env.python))
+        else:
+            runnable.append(t)
+    own = dataclasses.replace(settings, interpreter=sys.executable) if settings is not None else None
+    for t in runnable:
+        record(t, sandbox.validate(t.code, python_path=t.python_path, settings=own,
+                                   requirements=t.requirements))
+    return out
+
+
+# ------------------------------------------------------------------ the coordinator
+
+
+class ClusterExecutor:
+    """Validation through a Dask scheduler; this process stays the library's only writer."""
+
+    def __init__(self, address: str, *, connect_timeout: float | None = None, batch_max: int = BATCH_MAX,
+                 in_flight_per_thread: int = IN_FLIGHT_PER_THREAD) -> None:
+        self.address = check_address(address)
+        try:
+            from distributed import Client
+        except ImportError:
+            raise ClusterError("validating on a cluster needs distributed: "
+                               "pip install 'jupyter-codedistiller[cluster]'") from None
+        if connect_timeout is None:  # Dask's own setting (DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT)
+            import dask
+
+            connect_timeout = dask.config.get("distributed.comm.timeouts.connect", 30)
+        try:
+            self.client = Client(self.address, timeout=connect_timeout, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise ClusterError(f"cannot reach the Dask scheduler at {self.address}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        self.batch_max = batch_max
+        self.in_flight_per_thread = in_flight_per_thread
+        self.generation = f"{os.getpid()}-{time.time_ns()}"
+        self.started: float | None = None
+        self.done = 0
+        self.busy_seconds = 0.0  # coordinator time spent preparing, submitting and checking
+        self._expected: dict[str, str | None] = {}
+        self._python: dict[str | None, str] = {}
+
+    def close(self) -> None:
+        try:
+            self.client.close(timeout=10)
+        except Exception:  # a scheduler that died meanwhile: nothing left to close
+            pass
+
+    def __enter__(self) -> ClusterExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- what the cluster looks like
+
+    def threads(self) -> dict[str, int]:
+        """Connected workers and their thread counts."""
+        try:
+            return {addr: int(w.get("nthreads", 1)) for addr, w in
+                    self.client.scheduler_info(n_workers=-1).get("workers", {}).items()}
+        except TypeError:  # older distributed: no n_workers argument
+            return {addr: int(w.get("nthreads", 1)) for addr, w in
+                    self.client.scheduler_info().get("workers", {}).items()}
+
+    def rate(self) -> float:
+        """Snippets per minute since the first submission."""
+        if not self.started or not self.done:
+            return 0.0
+        return self.done / max(time.monotonic() - self.started, 1e-9) * 60
+
+    def describe(self) -> str:
+        """The progress line's cluster part: workers and throughput."""
+        n = len(self.threads())
+        return f"{n} worker{'s' * (n != 1)}, {self.rate():.1f} snippets/min"
+
+    # -- the library's environment
+
+    def expected(self, names: Iterable[str], interpreter: str | None) -> Environment:
+        """The library's environment (``interpreter``, default this one) for ``names``."""
+        from .refresh import installed_versions
+
+        wanted = sorted(set(names) - set(self._expected))
+        if wanted:
+            self._expected.update(installed_versions(wanted, interpreter) or dict.fromkeys(wanted))
+        if interpreter not in self._python:
+            self._python[interpreter] = python_version(interpreter)
+        return Environment(python=self._python[interpreter],
+                           packages={n: self._expected.get(n) for n in names})
+
+    # -- validation
+
+    def batches(self, jobs: Sequence[tuple[Snippet, list[str]]], workers: int) -> list[list[int]]:
+        """Indices of ``jobs`` grouped per package, cut so every worker thread gets work."""
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for i, (s, _) in enumerate(jobs):
+            groups.setdefault(tuple(sorted(s.requirements)), []).append(i)
+        size = max(1, min(self.batch_max, -(-len(jobs) // max(1, 2 * workers))))
+        return [idx[k:k + size] for _, idx in sorted(groups.items()) for k in range(0, len(idx), size)]
+
+    def validate_many(self, jobs: Sequence[tuple[Snippet, list[str]]], *,
+                      settings: Any = None) -> Iterator[tuple[Snippet, Validation | Exception]]:
+        """Validate ``(snippet, python_path)`` jobs on the cluster; yields each result as it arrives."""
+        from distributed import as_completed
+
+        if not jobs:
+            return
+        tick = time.perf_counter()
+        interpreter = getattr(settings, "interpreter", None)
+        expected = self.expected({n for s, _ in jobs for n in s.requirements}, interpreter)
+        threads = self.threads()
+        pending = self.batches(jobs, sum(threads.values()) or 1)
+        pending.reverse()  # pop() from the end keeps the package order
+        running = as_completed(loop=self.client.loop)
+        futures: dict[Any, list[int]] = {}
+        if self.started is None:
+            self.started = time.monotonic()
+
+        def submit_more() -> None:
+            limit = max(2, self.in_flight_per_thread * (sum(self.threads().values()) or 1))
+            while pending and len(futures) < limit:
+                idx = pending.pop()
+                tasks = [Task(snippet_id=jobs[i][0].id, revision=jobs[i][0].revision, code=jobs[i][0].code,
+                              python_path=list(jobs[i][1]), requirements=dict(jobs[i][0].requirements))
+                         for i in idx]
+                future = self.client.submit(run_batch, tasks, settings, expected, self.generation,
+                                            pure=False, retries=1)
+                futures[future] = idx
+                running.add(future)
+
+        submit_more()
+        self.busy_seconds += time.perf_counter() - tick
+        try:
+            for future in running:
+                tick = time.perf_counter()
+                idx = futures.pop(future)
+                results: dict[str, Validation | Exception] = {}
+                try:
+                    for sid, _revision, data in future.result():
+                        results[sid] = Validation(**_pick(Validation, data))
+                except Exception as exc:  # lost more often than allowed, or the task broke
+                    results = {jobs[i][0].id: exc for i in idx}
+                submit_more()
+                out = []
+                for i in idx:
+                    s = jobs[i][0]
+                    got = results.get(s.id) or RuntimeError("the worker returned no result")
+                    if isinstance(got, Validation):
+                        got = self.check(s, got, expected, interpreter)
+                    out.append((s, got))
+                self.busy_seconds += time.perf_counter() - tick
+                for item in out:
+                    self.done += 1
+                    yield item
+        finally:
+            for future in list(futures):
+                future.cancel()
+
+    def check(self, s: Snippet, v: Validation, expected: Environment, interpreter: str | None) -> Validation:
+        """``v`` unless the versions the snippet imported on the worker differ from the library's
+        environment; then the same record as ``skipped`` with the difference as the reason."""
+        if v.status == "skipped":
+            return v
+        imported = self.expected(v.packages, interpreter)
+        found = Environment(python=v.python_version or expected.python, packages=dict(v.packages))
+        diff = differences(Environment(python=expected.python, packages=imported.packages), found, v.packages)
+        if not diff:
+            return v
+        where = f"{v.host} ({v.worker})" if v.worker else str(v.host)
+        return dataclasses.replace(v, status="skipped",
+                                   reason=f"{MISMATCH}{where}: " + "; ".join(diff) + f" (it {v.status} there)")
+
+
+def retry_mismatched(library: Any, source_id: str) -> int:
+    """Snippets skipped for a worker's environment or a missing checkout become ``stale``
+    (validated again by the next run, on whatever executor it uses); returns how many."""
+    waiting = [s for s in library.all(include_retired=False, source=source_id, validation="skipped")
+               if (s.validation.reason or "").startswith((MISMATCH, NO_CHECKOUT))]
+    if not waiting:
+        return 0
+    with library.transaction():
+        for s in waiting:
+            v = dataclasses.replace(s.validation, status="stale",
+                                    reason="validated again: the last run was on a differing cluster worker")
+            library.set_validation(s.id, v, revision=s.revision)
+    return len(waiting)
