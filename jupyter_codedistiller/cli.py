@@ -20,6 +20,7 @@ from .badges import badge_text
 from .grammar import GrammarError, HelpShown, parse
 from .library import Library, LibraryError, SearchResult
 from .model import Snippet
+from .titles import headline
 
 PROG = "codedistiller"
 
@@ -43,26 +44,34 @@ def terminal_text(text: str) -> str:
 
 
 def result_lines(results: list[SearchResult]) -> list[str]:
-    """Plain-text lines for ranked results, two per hit."""
-    lines = []
+    """Plain-text lines for ranked results (title, API, summary, where), after the notice if any."""
+    notice = getattr(results, "notice", None)
+    lines = [notice] if notice else []
     for r in results:
         s = r.snippet
-        lines.append(f"{r.rank:>3}. {s.title or '(untitled)'}  ·  {s.package_or_repository}  "
-                     f"{badge_text(s)}")
-        lines.append(f"     {s.id}  {s.source.where()}")
+        head = headline(s)
+        lines.append(f"{r.rank:>3}. {head.title}  ·  {s.package_or_repository}  {badge_text(s)}")
+        if head.api:
+            lines.append(f"     {head.api}")
+        if head.summary:
+            lines.append(f"     {head.summary}")
+        lines.append(f"     {s.id}  {s.source.where()}"
+                     + (f"  (lacks: {' '.join(r.missing)})" if r.missing else ""))
     return [terminal_text(line) for line in lines]
 
 
 def snippet_text(s: Snippet) -> str:
     """A snippet as a person reads it on a terminal: header, badges, flags, code."""
+    head = headline(s)
     lines = [
-        f"{s.title or '(untitled)'}",
+        head.title,
+        *([head.api] if head.api else []),
         f"id {s.id}  revision {s.revision}  {badge_text(s)}",
         f"from {s.package_or_repository}: {s.source.where()}",
         f"license {s.source.license}",
     ]
-    if s.summary:
-        lines.append(s.summary)
+    if head.summary:
+        lines.append(head.summary)
     for f in s.flags:
         state = f"resolved by {f.resolved_by}: {f.resolution}" if f.resolved else "open"
         lines.append(f"flag {f.id} [{f.kind}] {f.reason} ({f.by}, {f.when}; {state})")
@@ -131,7 +140,7 @@ def cmd_search(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
     if progress:
         out.write(building_note(progress) + "\n")
     if not results:
-        out.write(f"no snippets match; the library holds {lib.count()}\n")
+        out.write((results.notice or "no snippets match") + f"; the library holds {lib.count()}\n")
         return
     out.write("\n".join(result_lines(results)) + "\n")
 

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from .badges import Badge, badges
 from .library import SearchResult
 from .model import RegisteredSource, Snippet
+from .titles import headline
 
 _LEVEL_STYLE = {
     "good": "background:#e6f4ea;color:#1e6b34;border-color:#9fd3ad",
@@ -70,15 +71,17 @@ def badges_html(s: Snippet) -> str:
 def result_html(r: SearchResult) -> str:
     """One ranked hit: rank, title, package or repository, badges, file and id, summary."""
     s = r.snippet
-    summary = s.summary if len(s.summary) <= 240 else s.summary[:239] + "…"
+    head = headline(s)
+    lacks = f" · lacks: {' '.join(r.missing)}" if r.missing else ""
     return (
         f'<div class="cd-result" style="{_BOX};padding:4px 0">'
-        f'<b>{r.rank}.</b> <b>{esc(s.title or "(untitled)")}</b> '
+        f'<b>{r.rank}.</b> <b>{esc(head.title)}</b> '
         f'<span style="{_MUTED}">· {esc(s.package_or_repository)}</span> '
         f"{badges_html(s)}"
-        f'<div style="{_MUTED};font-size:12px"><code>{esc(s.id)}</code> {esc(s.source.where())}'
-        f" · {esc(s.source.license)}</div>"
-        + (f'<div style="font-size:12px">{esc(summary)}</div>' if summary else "")
+        + (f'<div class="cd-api" style="font-size:12px"><code>{esc(head.api)}</code></div>' if head.api else "")
+        + (f'<div style="font-size:12px">{esc(head.summary)}</div>' if head.summary else "")
+        + f'<div style="{_MUTED};font-size:12px"><code>{esc(s.id)}</code> {esc(s.source.where())}'
+        f" · {esc(s.source.license)}{esc(lacks)}</div>"
         + "</div>"
     )
 
@@ -86,10 +89,14 @@ def result_html(r: SearchResult) -> str:
 def results_html(results: Sequence[SearchResult], *, query: str = "", total: int | None = None,
                  hint: bool = True) -> str:
     """The ranked list for a search; ``hint`` adds how to insert or inspect a result."""
+    notice = getattr(results, "notice", None)
     if not results:
         held = f"; the library holds {total}" if total is not None else ""
-        return f'<div style="{_BOX}">No snippets match “{esc(query)}”{esc(held)}.</div>'
+        said = notice[0].upper() + notice[1:] if notice else f"No snippets match “{query}”"
+        return f'<div style="{_BOX}">{esc(said)}{esc(held)}.</div>'
     body = "".join(result_html(r) for r in results)
+    if notice:
+        body = f'<div class="cd-notice" style="{_MUTED}">{esc(notice[0].upper() + notice[1:])}</div>' + body
     foot = ""
     if hint:
         foot = (f'<div style="{_MUTED};font-size:12px;margin-top:4px">'
@@ -112,15 +119,17 @@ def _flag_line(f: Any) -> str:
 
 def snippet_html(s: Snippet) -> str:
     """A snippet as a person reads it: title, badges, where from, summary, flags, code."""
+    head = headline(s)
     parts = [
         f'<div class="cd-snippet" style="{_BOX}">',
-        f"<b>{esc(s.title or '(untitled)')}</b> {badges_html(s)}",
+        f"<b>{esc(head.title)}</b> {badges_html(s)}",
+        *([f"<div><code>{esc(head.api)}</code></div>"] if head.api else []),
         f'<div style="{_MUTED};font-size:12px"><code>{esc(s.id)}</code> revision {s.revision}'
         f" · from {link(s.source.link(), s.package_or_repository)}: {esc(s.source.where())}"
         f" · license {esc(s.source.license)}</div>",
     ]
-    if s.summary:
-        parts.append(f"<div>{esc(s.summary)}</div>")
+    if head.summary:
+        parts.append(f"<div>{esc(head.summary)}</div>")
     for f in s.flags:
         parts.append(f'<div style="font-size:12px">flag {_flag_line(f)}</div>')
     parts.append(code_html(s.code))

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -34,13 +34,19 @@ from .model import (
     utcnow,
 )
 from .people import acting_person
-from .textindex import identifiers, match_expression
+from .textindex import SearchPlan, Unit, api_names, identifiers, query_terms, quoted, split_words
+from .titles import headline
 
-SCHEMA_LATEST = 3
+SCHEMA_LATEST = 4
 BUSY_TIMEOUT_MS = 30_000
-FTS_WEIGHTS = (10.0, 4.0, 6.0, 6.0, 1.5)  # title, summary, tags, packages, identifiers
+# The columns of the full-text index and their BM25 weights: what the code does (its title, the
+# API it documents, the APIs it calls) outweighs words that merely occur near it.
+FTS_COLUMNS = ("title", "api", "summary", "context", "calls", "tags", "packages", "identifiers")
+FTS_WEIGHTS = (10.0, 8.0, 4.0, 1.5, 3.0, 5.0, 3.0, 1.0)
 CANDIDATES = 200
-SCAN_CAP = 2000
+SCAN_CAP = 1000
+RELAXED_EXTRA = 10  # partial matches looked at beyond those asked for, to rank them by words matched
+CLOSEST = 5  # results shown as "closest" when nothing matches every word
 # What an unpaired surrogate (invalid UTF-8 on a command line, "\ud800" in JSON) becomes.
 NOT_TEXT = "the text given holds characters that are not valid Unicode (unpaired surrogates)"
 
@@ -55,17 +61,36 @@ class NotFound(LibraryError):
 
 @dataclass
 class SearchResult:
-    """One ranked hit: the snippet, its 1-based rank and its combined score (higher is better)."""
+    """One ranked hit: the snippet, its 1-based rank, its combined score (higher is better)
+    and the query words it does not account for (empty for a full match)."""
 
     snippet: Snippet
     rank: int
     score: float
+    missing: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = self.snippet.to_dict()
         data["rank"] = self.rank
         data["score"] = round(self.score, 6)
+        data["missing"] = list(self.missing)
+        data["headline"] = headline(self.snippet).to_dict()
         return data
+
+
+class SearchResults(list):
+    """A search's results, best first, and ``notice``: one line saying that nothing matched
+    every word (the results are then the closest ones), or None."""
+
+    def __init__(self, results: Iterable[SearchResult] = (), notice: str | None = None) -> None:
+        super().__init__(results)
+        self.notice = notice
+
+
+def _distinct(rows: list[tuple]) -> list[tuple]:
+    """Rows (id, data, score, code_sha256, ...) with the same code kept once, the first."""
+    seen: set[str] = set()
+    return [r for r in rows if not (r[3] in seen or seen.add(r[3]))]
 
 
 def trust_factor(validation: str, review: str, origin: str, open_flags: int) -> float:
@@ -141,7 +166,27 @@ _V3 = """
 CREATE INDEX snippets_state ON snippets(lifecycle, validation_status);
 """
 
-MIGRATIONS: dict[int, tuple[str, Any]] = {1: (_V1, None), 2: (_V2, _backfill_v2), 3: (_V3, None)}
+_V4 = f"""
+DROP TABLE snippets_fts;
+CREATE VIRTUAL TABLE snippets_fts USING fts5(
+    {", ".join(FTS_COLUMNS)},
+    tokenize = 'porter unicode61 remove_diacritics 2');
+CREATE VIRTUAL TABLE snippets_terms USING fts5vocab(snippets_fts, row);
+CREATE TABLE vocabulary(
+    term TEXT NOT NULL, related TEXT NOT NULL, weight REAL NOT NULL,
+    PRIMARY KEY(term, related)) WITHOUT ROWID;
+"""
+
+
+def _backfill_v4(conn: sqlite3.Connection) -> None:
+    """Index every stored snippet again with the version 4 columns."""
+    for rowid, data in conn.execute("SELECT rowid, data FROM snippets").fetchall():
+        _index_row(conn, rowid, Snippet.from_dict(json.loads(data)))
+
+
+MIGRATIONS: dict[int, tuple[str, Any]] = {
+    1: (_V1, None), 2: (_V2, _backfill_v2), 3: (_V3, None), 4: (_V4, _backfill_v4),
+}
 
 
 def migrate(conn: sqlite3.Connection, target: int = SCHEMA_LATEST) -> int:
@@ -204,6 +249,23 @@ def _refresh_trust(
     )
 
 
+def index_text(s: Snippet) -> tuple[str, ...]:
+    """The text of each ``FTS_COLUMNS`` column for a snippet."""
+    packages = " ".join(
+        p for p in {s.source.package or "", *s.requirements, *s.imports} if p
+    ).replace("_", " ").replace("-", " ")
+    return (s.title, split_words([s.api]) if s.api else "", s.summary, s.context,
+            split_words(api_names(s.code)), " ".join(s.tags), packages, identifiers(s.code))
+
+
+def _index_row(conn: sqlite3.Connection, rowid: int, s: Snippet) -> None:
+    conn.execute(
+        f"INSERT INTO snippets_fts(rowid, {', '.join(FTS_COLUMNS)}) "
+        f"VALUES (?{', ?' * len(FTS_COLUMNS)})",
+        (rowid, *index_text(s)),
+    )
+
+
 def _process_alive(pid: int) -> bool:
     """Whether a process with this pid runs on this machine (the library is local to it)."""
     try:
@@ -243,6 +305,9 @@ class Library:
             raise LibraryError(f"cannot open library {self.path}: {exc.strerror or exc}") from None
         self._lock = threading.RLock()
         self._depth = 0
+        self._writes = 0  # own commits: PRAGMA data_version counts only other connections'
+        self._probes: dict[tuple[int, str], bool] = {}
+        self._version = 0
 
     @classmethod
     def open(cls, home: str | os.PathLike[str] | None = None) -> Library:
@@ -285,6 +350,7 @@ class Library:
                 raise
             self._depth = 0
             self._conn.execute("COMMIT")
+            self._writes += 1
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         with self._lock:
@@ -332,14 +398,7 @@ class Library:
             names = ", ".join(cols)
             marks = ", ".join(f":{c}" for c in cols)
             rowid = conn.execute(f"INSERT INTO snippets({names}) VALUES ({marks})", values).lastrowid
-        packages = " ".join(
-            p for p in {s.source.package or "", *s.requirements, *s.imports} if p
-        ).replace("_", " ").replace("-", " ")
-        conn.execute(
-            "INSERT INTO snippets_fts(rowid, title, summary, tags, packages, identifiers) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (rowid, s.title, s.summary, " ".join(s.tags), packages, identifiers(s.code)),
-        )
+        _index_row(conn, rowid, s)
         _refresh_trust(conn, s.id, s.revision, s.origin.kind, s.validation.status)
 
     def _add_history(self, conn: sqlite3.Connection, s: Snippet) -> None:
@@ -585,7 +644,7 @@ class Library:
         include_retired: bool = False,
         include_rejected: bool = False,
         **filters: str | None,
-    ) -> list[SearchResult]:
+    ) -> SearchResults:
         """Ranked snippets for ``query``: BM25 text relevance weighted by trust.
 
         Filters: package, validation, review, origin, license, source, tag.
@@ -605,6 +664,10 @@ class Library:
                     f"unknown filter {name!r}; use one of {', '.join(sorted(self.FILTERS))}"
                 )
             clause, allowed = self.FILTERS[name]
+            if not isinstance(value, str):
+                raise LibraryError(f"{name} must be text")
+            if any("\ud800" <= c <= "\udfff" for c in value):  # checked before any word is looked up
+                raise LibraryError(NOT_TEXT)
             if allowed and value not in allowed:
                 raise LibraryError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
             where.append(clause)
@@ -614,34 +677,165 @@ class Library:
         if not include_rejected and filters.get("review") != "rejected":
             where.append("s.review_status != 'rejected'")
         extra = "".join(f" AND {w}" for w in where)
-        expression = match_expression(query)
-        if expression is None:
+        want = offset + limit
+        plan = self._plan(query)
+        if not plan.units:
             rows = self._read(
-                "SELECT s.id, s.data, s.trust FROM snippets s WHERE 1" + extra
-                + " ORDER BY s.trust DESC, s.updated DESC, s.id LIMIT ? OFFSET ?",
+                # Walk the trust index in order: no sort of the whole library.
+                "SELECT s.id, NULL, s.trust, s.code_sha256, s.rowid FROM snippets s "
+                "INDEXED BY snippets_trust WHERE 1" + extra
+                + " ORDER BY s.trust DESC, s.updated DESC, s.rowid LIMIT ? OFFSET ?",
                 [*params, limit, offset],
             )
+            found = [(r, []) for r in _distinct(rows)]
         else:
-            want = offset + limit
-            rows = self._ranked(expression, extra, params, want, bool(params))
-            prefixed = match_expression(query, prefix_last=True)
-            if len(rows) < want and prefixed != expression:
-                more = self._ranked(prefixed, extra, params, want, bool(params))
-                rows = more if len(more) > len(rows) else rows
-            if not rows and " AND " in expression:
-                any_term = match_expression(query, any_term=True, prefix_last=True)
-                rows = self._ranked(any_term, extra, params, want, bool(params))
-            rows = rows[offset:want]
-        snippets = self._compose([(r[0], r[1]) for r in rows])
-        return [
-            SearchResult(snippet=s, rank=offset + i + 1, score=float(r[2]))
-            for i, (s, r) in enumerate(zip(snippets, rows, strict=True))
-        ]
+            found = self._matching(plan, extra, params, want)
+        notice = None
+        if plan.units and not any(not missing for _, missing in found):
+            found = found[:CLOSEST]
+            lacking = " ".join(plan.unknown or plan.words)
+            whole = plan.unknown or len(plan.words) == 1
+            notice = (f"no snippet matches {'' if whole else 'all of '}{lacking!r}"
+                      + ("; closest:" if found else ""))
+        elif plan.units:
+            found = found[offset:want]
+        snippets = self._compose(self._data([r[0] for r, _ in found]))
+        return SearchResults(
+            [SearchResult(snippet=s, rank=offset + i + 1, score=float(r[2]), missing=missing)
+             for i, (s, (r, missing)) in enumerate(zip(snippets, found, strict=True))],
+            notice=notice,
+        )
+
+    def learn_vocabulary(self) -> int:
+        """Mine related words from the active snippets (``vocabulary.related``) and keep them
+        for query expansion, replacing what was learnt before; returns how many terms have some."""
+        from . import vocabulary
+
+        def documents() -> Iterator[set[str]]:
+            for (data,) in self._read("SELECT data FROM snippets WHERE lifecycle = 'active'"):
+                s = Snippet.from_dict(json.loads(data))
+                yield vocabulary.words(" ".join(index_text(s)))
+
+        learnt = vocabulary.related(documents())
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM vocabulary")
+            conn.executemany(
+                "INSERT INTO vocabulary(term, related, weight) VALUES (?, ?, ?)",
+                [(t, r, w) for t, rel in learnt.items() for r, w in rel],
+            )
+        return len(learnt)
+
+    def related_terms(self, word: str) -> list[str]:
+        """Words the library's own documents relate to ``word``, strongest first."""
+        from .vocabulary import normal
+
+        return [r[0] for r in self._read(
+            "SELECT related FROM vocabulary WHERE term = ? ORDER BY weight DESC, related", (normal(word),))]
+
+    def _data(self, ids: list[str]) -> list[tuple[str, str]]:
+        """(id, data) of these snippets, in this order."""
+        if not ids:
+            return []
+        data = dict(self._read(f"SELECT id, data FROM snippets WHERE id IN ({','.join('?' * len(ids))})", ids))
+        return [(i, data[i]) for i in ids]
+
+    def _probe(self, expression: str) -> bool:
+        """Whether anything in the index matches ``expression`` (answered by the first hit)."""
+        key = (self._version, expression)
+        if key not in self._probes:
+            if len(self._probes) > 4096:
+                self._probes.clear()
+            self._probes[key] = bool(self._read(
+                "SELECT 1 FROM snippets_fts WHERE snippets_fts MATCH ? LIMIT 1", (expression,)))
+        return self._probes[key]
+
+
+    def _plan(self, query: str) -> SearchPlan:
+        """The query's units with the spellings and related words this library knows for them.
+
+        Two words written apart meet their joined spelling (``log rank`` / ``log-rank`` and
+        ``logrank``) and a joined word meets its parts written apart, whenever the index holds
+        that form; related words come from the library's own mined vocabulary.
+        """
+        terms = query_terms(query)
+        if terms:  # what the probes learnt holds until someone writes (data_version: others' writes)
+            self._version = self._read("PRAGMA data_version")[0][0] + self._writes
+        units: list[Unit] = []
+        i = 0
+        while i < len(terms):
+            word = terms[i]
+            if i + 1 < len(terms) and self._probe(quoted(word + terms[i + 1])):
+                pair = terms[i + 1]
+                units.append(Unit((word, pair), [f'({quoted(word)} AND {quoted(pair)})',
+                                                 quoted(word + pair)]))
+                i += 2
+                continue
+            unit = Unit((word,), [quoted(word)])
+            if len(word) >= 6 and not word.isdigit():
+                for k in range(3, len(word) - 2):
+                    split = quoted(f"{word[:k]} {word[k:]}")
+                    if self._probe(split):
+                        unit.spellings.append(split)
+            units.append(unit)
+            i += 1
+        for unit in units:
+            unit.related = self.related_terms(" ".join(unit.words))
+            unit.known = self._probe(unit.expression(expanded=True))
+        return SearchPlan(units)
+
+    def _matching(self, plan: SearchPlan, extra: str, params: list[Any], want: int
+                  ) -> list[tuple[tuple, list[str]]]:
+        """((id, data, score, sha), words it lacks) for the best ``want`` matches, best first.
+
+        Snippets that account for every word come first (by their spellings, then also by
+        related words); when they are fewer than ``want``, snippets lacking one word (then
+        two) follow, each marked with what it lacks. The same code appears once.
+        """
+        filtered = bool(params)
+        out: dict[str, tuple[tuple, list[str]]] = {}
+        shas: set[str] = set()
+
+        def take(rows: Iterable[tuple], missing: list[str] | None = None) -> None:
+            for row in rows:
+                row, lacks = (row, missing) if missing is not None else row
+                if row[0] not in out and row[3] not in shas:
+                    out[row[0]] = (row, lacks)
+                    shas.add(row[3])
+
+        known = [u for u in plan.units if u.known]
+        if len(known) == len(plan.units):
+            take(self._ranked(plan.expression(), extra, params, want, filtered), [])
+            if len(out) < want:
+                take(self._ranked(plan.expression(prefix_last=True), extra, params, want, filtered), [])
+            if len(out) < want and plan.expandable:
+                take(self._ranked(plan.expression(expanded=True, prefix_last=True), extra, params,
+                                  want, filtered), [])
+        if len(out) >= want or not known:
+            return list(out.values())
+        # Relax: snippets that account for most words (by any of their spellings or related
+        # words), the most words first, each marked with the words it lacks.
+        rows = self._ranked(" OR ".join(u.expression(expanded=True) for u in known), extra, params,
+                            want, filtered)[: want + RELAXED_EXTRA]
+        if not rows:
+            return list(out.values())
+        marks = ",".join(str(r[4]) for r in rows)
+        covered = {r[4]: set() for r in rows}
+        for i, unit in enumerate(known):
+            for (rowid,) in self._read(
+                f"SELECT rowid FROM snippets_fts WHERE snippets_fts MATCH ? AND rowid IN ({marks})",
+                (unit.expression(expanded=True),),
+            ):
+                covered[rowid].add(i)
+        unknown = plan.unknown
+        ranked = sorted(rows, key=lambda r: (-len(covered[r[4]]), -r[2]))
+        take((r, unknown + [w for i, u in enumerate(known) if i not in covered[r[4]] for w in u.words])
+             for r in ranked)
+        return list(out.values())
 
     def _ranked(
         self, expression: str, extra: str, params: list[Any], want: int, filtered: bool
-    ) -> list[tuple[str, str, float]]:
-        """(id, data, score) of the best ``want`` matches, best first.
+    ) -> list[tuple[str, str, float, str, int]]:
+        """(id, data, score, code_sha256, rowid) of the best ``want`` matches, best first.
 
         Text relevance picks the candidates (the best ``CANDIDATES`` by BM25),
         then trust re-ranks them. A query whose words are so common that more
@@ -655,18 +849,18 @@ class Library:
             inner = (f"SELECT snippets_fts.rowid AS rowid, {bm25} AS b FROM snippets_fts "
                      f"JOIN snippets s ON s.rowid = snippets_fts.rowid WHERE snippets_fts MATCH ?{extra} "
                      f"ORDER BY snippets_fts.rowid DESC LIMIT {SCAN_CAP}")
-            sql = (f"SELECT s.id, s.data, -c.b * s.trust AS score FROM ({inner}) AS c "
+            sql = (f"SELECT s.id, NULL, -c.b * s.trust AS score, s.code_sha256, s.rowid FROM ({inner}) AS c "
                    "JOIN snippets s ON s.rowid = c.rowid ORDER BY score DESC, s.trust DESC, s.id LIMIT ?")
-            return self._read(sql, [expression, *params, want])
+            return self._read(sql, [expression, *params, want * 2])
         inner = (f"SELECT rowid, {bm25} AS b FROM snippets_fts WHERE snippets_fts MATCH ? "
                  f"ORDER BY rowid DESC LIMIT {SCAN_CAP}")
         sql = (
-            f"SELECT s.id, s.data, -c.b * s.trust AS score FROM "
+            f"SELECT s.id, NULL, -c.b * s.trust AS score, s.code_sha256, s.rowid FROM "
             f"(SELECT rowid, b FROM ({inner}) ORDER BY b LIMIT {max(CANDIDATES, want * 3)}) AS c "
             f"JOIN snippets s ON s.rowid = c.rowid WHERE 1{extra} "
             "ORDER BY score DESC, s.trust DESC, s.id LIMIT ?"
         )
-        return self._read(sql, [expression, want])
+        return self._read(sql, [expression, want * 2])
 
     # ------------------------------------------------------------ flags and reviews
 

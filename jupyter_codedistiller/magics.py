@@ -249,8 +249,8 @@ class DistillMagics(Magics):
             self._show(message_html(note, "info"), note)
         if not results:
             total = lib.count()
-            self._show(results_html([], query=query, total=total),
-                       f"no snippets match; the library holds {total}")
+            self._show(results_html(results, query=query, total=total),
+                       (results.notice or "no snippets match") + f"; the library holds {total}")
             return
         text = "\n".join(result_lines(results))
         html = results_html(results, query=query)

@@ -208,6 +208,8 @@ class Snippet:
     title: str = ""
     summary: str = ""
     revision: int = 1
+    api: str = ""  # the qualified name of what the example documents, when it documents one
+    context: str = ""  # prose around the example (docstring, headings, paragraph before): searched, not shown
     language: str = "python"
     tags: list[str] = field(default_factory=list)
     imports: list[str] = field(default_factory=list)

@@ -8,8 +8,11 @@ query parser as syntax.
 
 from __future__ import annotations
 
+import ast
 import keyword
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -17,8 +20,10 @@ _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 _STOP = frozenset(keyword.kwlist) | {"self", "cls", "print", "None", "True", "False"}
 MAX_TERMS = 16
 STOPWORDS = frozenset(
-    "a an and are as at be by for from how i in into is it of on or per the this to using "
-    "use via what with".split()
+    "a about after all an and any are as at be before between by can could do does each for from "
+    "get give has have how i if in into is it its me my of on or our over per should show so some "
+    "than that the their then there these they this those to up use using via want we what when "
+    "where which while who why will with would you your".split()
 )
 
 
@@ -32,6 +37,56 @@ def query_terms(query: str) -> list[str]:
     return (content or terms)[:MAX_TERMS]
 
 
+def quoted(text: str) -> str:
+    """``text`` as one FTS5 string (a word, or a phrase of several): never syntax."""
+    return '"' + text.replace('"', '""') + '"'
+
+
+@dataclass
+class Unit:
+    """One meaningful word of a query (or two written as one, ``log rank`` / ``logrank``) and the
+    FTS5 expressions that account for it: its spellings, and words the library relates to it."""
+
+    words: tuple[str, ...]
+    spellings: list[str]
+    related: list[str] = field(default_factory=list)
+    known: bool = True
+
+    def expression(self, *, expanded: bool = False, prefix: bool = False) -> str:
+        parts = list(self.spellings)
+        if prefix and len(self.words[-1]) >= 3:
+            parts.append(quoted(self.words[-1]) + "*")
+        if expanded:
+            parts += [quoted(r) for r in self.related]
+        return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
+
+
+@dataclass
+class SearchPlan:
+    """The units of a query; every unit must be accounted for by a full match."""
+
+    units: list[Unit]
+
+    @property
+    def words(self) -> list[str]:
+        return [w for u in self.units for w in u.words]
+
+    @property
+    def unknown(self) -> list[str]:
+        return [w for u in self.units if not u.known for w in u.words]
+
+    @property
+    def expandable(self) -> bool:
+        return any(u.related for u in self.units)
+
+    def expression(self, units: list[Unit] | None = None, *, expanded: bool = False,
+                   prefix_last: bool = False) -> str:
+        chosen = self.units if units is None else units
+        return " AND ".join(
+            u.expression(expanded=expanded, prefix=prefix_last and u is self.units[-1]) for u in chosen
+        )
+
+
 def match_expression(query: str, *, any_term: bool = False, prefix_last: bool = False) -> str | None:
     """An FTS5 MATCH expression for ``query``, or None when it holds no searchable word.
 
@@ -42,10 +97,10 @@ def match_expression(query: str, *, any_term: bool = False, prefix_last: bool = 
     terms = query_terms(query)
     if not terms:
         return None
-    parts = [f'"{t}"' for t in terms]
-    if prefix_last and len(terms[-1]) >= 3:
-        parts[-1] = f'("{terms[-1]}" OR "{terms[-1]}"*)'
-    return (" OR " if any_term else " AND ").join(parts)
+    plan = SearchPlan([Unit((t,), [quoted(t)]) for t in terms])
+    if any_term:
+        return " OR ".join(u.expression(prefix=prefix_last and u is plan.units[-1]) for u in plan.units)
+    return plan.expression(prefix_last=prefix_last)
 
 
 def identifiers(code: str, limit: int = 400) -> str:
@@ -61,4 +116,47 @@ def identifiers(code: str, limit: int = 400) -> str:
                     seen.setdefault(piece.lower(), None)
         if len(seen) >= limit:
             break
+    return " ".join(seen)
+
+
+def api_names(code: str, limit: int = 60) -> list[str]:
+    """Qualified names of what ``code`` uses from its imports, e.g. ``lifelines.KaplanMeierFitter``
+    and ``statsmodels.stats.multitest.multipletests`` (aliases resolved); empty if it does not parse."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    aliases: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                aliases[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for a in node.names:
+                if a.name != "*":
+                    aliases[a.asname or a.name] = f"{node.module}.{a.name}"
+    found: dict[str, None] = {}
+    for node in ast.walk(tree):
+        parts: list[str] = []
+        while isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+        if isinstance(node, ast.Name) and node.id in aliases:
+            found.setdefault(".".join([aliases[node.id], *reversed(parts)]), None)
+            if len(found) >= limit:
+                break
+    names = [name for name in found if "." in name]
+    return [n for n in names if not any(m.startswith(n + ".") for m in names)]
+
+
+def split_words(names: Iterable[str]) -> str:
+    """Dotted, snake_case and camelCase names as words: the names, their parts and the parts' pieces."""
+    seen: dict[str, None] = {}
+    for name in names:
+        for part in name.split("."):
+            seen.setdefault(part, None)
+            for piece in part.split("_"):
+                for bit in _CAMEL.findall(piece):
+                    if len(bit) > 1:
+                        seen.setdefault(bit.lower(), None)
     return " ".join(seen)

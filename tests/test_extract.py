@@ -623,8 +623,10 @@ def test_docstring_examples_of_public_api() -> None:
     assert {c.kind for c in result.candidates} == {"docstring"}
 
     median = found["doc:median_survival"]
-    assert median.title == "median_survival: Median of the durations."
-    assert median.summary == "Median of the durations."
+    # the first sentence, whole, without the name (shown on its own line as the API)
+    assert median.title == "Median of the durations."
+    assert median.api == "survkit.estimators.median_survival"
+    assert median.summary == ""  # nothing but the title to say: the summary does not repeat it
     assert median.origin == "assembled"
     assert median.code == (
         "from survkit.estimators import median_survival\nimport numpy as np\n\n"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_codedistiller.library import Library, LibraryError, NotFound, connect, migrate
+from jupyter_codedistiller.library import SCHEMA_LATEST, Library, LibraryError, NotFound, connect, migrate
 from jupyter_codedistiller.model import Snippet, Validation
 from jupyter_codedistiller.people import acting_person
 
@@ -244,7 +244,7 @@ def test_migration_from_schema_version_1(tmp_path: Path) -> None:
     conn.close()
 
     with Library(path) as lib:
-        assert lib.schema_version == 3
+        assert lib.schema_version == SCHEMA_LATEST == 4
         got = lib.get(s.id)
         assert got.code == s.code
         assert [f.reason for f in got.flags] == ["old flag"]

@@ -191,7 +191,7 @@ def test_search_filters_json_and_no_hits(shell: InteractiveShell, ids: dict[str,
     assert [h["id"] for h in hits] == [ids["llm"]]
     assert magics(shell).last_results == [ids["llm"]]
     text = text_of(run(shell, "search zebrafish morphology"))
-    assert text.startswith("no snippets match; the library holds 6")
+    assert text == "no snippet matches 'zebrafish morphology'; the library holds 6"
     assert magics(shell).last_results == []
 
 
@@ -527,7 +527,7 @@ def test_home_option_and_env_change(shell: InteractiveShell, tmp_path: Path,
     with Library.open(other) as lib:
         lib.put(make_snippet("umap", title="UMAP embedding of single cells", tags=["umap"]))
     assert "UMAP embedding" in text_of(run(shell, f"--home {other} search umap"))
-    assert text_of(run(shell, "search umap")).startswith("no snippets match")
+    assert text_of(run(shell, "search umap")).startswith("no snippet matches 'umap'")
     monkeypatch.setenv("CODEDISTILLER_HOME", str(other))
     assert "UMAP embedding" in text_of(run(shell, "search umap"))
 

@@ -28,3 +28,5 @@ class Candidate:
     origin: str = "verbatim"  # verbatim | assembled
     tags: list[str] = field(default_factory=list)
     imports: list[str] = field(default_factory=list)
+    api: str = ""  # qualified name of the documented object (docstring examples)
+    context: str = ""  # prose around the example, for search: docstring text, headings, paragraph before

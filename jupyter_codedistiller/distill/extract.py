@@ -24,6 +24,7 @@ cell numbers, not lines.
 from __future__ import annotations
 
 import ast
+import itertools
 import re
 import textwrap
 import threading
@@ -41,6 +42,7 @@ from jupyter_codedistiller.distill.assemble import (
 from jupyter_codedistiller.distill.candidates import Candidate
 from jupyter_codedistiller.distill.imports import imports_of
 from jupyter_codedistiller.distill.secrets import contains_secret
+from jupyter_codedistiller.titles import docstring_title
 
 MAX_FILE_BYTES = 1_000_000
 """Files larger than this are skipped with a problem line."""
@@ -48,10 +50,11 @@ MAX_FILE_BYTES = 1_000_000
 FILE_SECONDS = 10.0
 """Extraction of one file taking longer than this stops with a problem line (the time budget)."""
 
-EXTRACTOR_VERSION = "2"
+EXTRACTOR_VERSION = "3"
 """Bump when extraction or assembly changes what a file yields: sources are then re-extracted in full."""
 
 SUMMARY_CHARS = 300
+CONTEXT_CHARS = 4000
 
 EXAMPLE_DIRS = frozenset({"examples", "example", "tutorials", "tutorial", "scripts", "gallery"})
 DOC_DIRS = frozenset({"docs", "doc", "documentation"})
@@ -96,6 +99,8 @@ class _Found:
     anchor: str = ""
     title: str = ""
     summary: str = ""
+    api: str = ""
+    context: str = ""
 
 
 # ---------------------------------------------------------------- which files
@@ -252,6 +257,8 @@ def _emit(path: str, found: list[_Found], result: ExtractResult) -> None:
                 line_end=item.block.line_end,
                 origin="assembled" if assembled else "verbatim",
                 imports=imports_of(code),
+                api=item.api,
+                context=item.context,
             )
         )
 
@@ -384,6 +391,7 @@ class _Sections:
         item.title = title or heading or self.doc_title or _humanise(self.path)
         trail = " > ".join(text for _, text in self.stack)
         item.summary = _shorten(clean_inline(self.last_paragraph) or trail or item.title)
+        item.context = _shorten(f"{trail}. {clean_inline(self.last_paragraph)}", CONTEXT_CHARS)
         return item
 
 
@@ -1049,10 +1057,24 @@ def _docstring_example(
     if not substantial(block.tree):
         return None
     cleaned = ast.get_docstring(node) or ""  # type: ignore[arg-type]
-    summary = _shorten(clean_inline(re.split(r"\n\s*\n", cleaned)[0]))
-    first = clean_inline(cleaned.split("\n")[0]) if cleaned else ""
-    title = f"{qualname}: {first}" if first else qualname
-    return _Found(block, "docstring", anchor, title, summary)
+    paragraphs = [p for p in re.split(r"\n\s*\n", cleaned) if p.strip()]
+    title, rest = docstring_title(qualname, paragraphs[0] if paragraphs else "")
+    prose = [p for p in paragraphs[1:] if not re.search(r"^\s*(-{3,}|\.\.|>>>)", p, re.M)]
+    summary = _shorten(clean_inline(rest or (prose[0] if prose else "")))
+    public = ".".join(itertools.takewhile(lambda p: not p.startswith("_"), (module_name(path) or "").split(".")))
+    api = f"{public}.{qualname}" if public else qualname
+    return _Found(block, "docstring", anchor, title, summary, api, _docstring_prose(cleaned))
+
+
+def _docstring_prose(doc: str) -> str:
+    """A docstring's words for search: its prose, parameter names and their descriptions,
+    without the example code and the section underlines."""
+    kept, in_session = [], False
+    for line in doc.split("\n"):
+        in_session = bool(PROMPT.match(line)) or (in_session and bool(line.strip()))
+        if not in_session and not re.match(r"^\s*(-{3,}|={3,}|\.\. [\w-]+::.*)\s*$", line):
+            kept.append(line)
+    return _shorten(clean_inline("\n".join(kept)), CONTEXT_CHARS)
 
 
 def _prelude(

@@ -289,6 +289,8 @@ def _snippet(src: RegisteredSource, plan: Plan, c: Candidate) -> Snippet:
         code=c.code,
         title=c.title or f"{c.path} ({c.anchor})",
         summary=c.summary,
+        api=c.api,
+        context=c.context,
         tags=list(c.tags),
         imports=imports,
         requirements=requirements_for(imports),
@@ -741,6 +743,8 @@ def refresh(
     finally:
         if executor is not None:
             executor.close()
+    if any(s.counts().get(k) for s in report.sources for k in ("added", "updated", "retired")):
+        library.learn_vocabulary()
     report.seconds = time.monotonic() - started
     totals = report.totals()
     library.set_progress(PROGRESS_KEY, {

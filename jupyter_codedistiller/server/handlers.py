@@ -31,6 +31,7 @@ from ..model import (
 )
 from ..provenance import cell_metadata, cell_source, insert_blockers, insert_warnings, marker_line
 from ..settings import SettingsError, load_settings
+from ..titles import headline
 from . import API_PREFIX
 from .service import LibraryService, ServiceError, cli_available
 
@@ -84,6 +85,7 @@ def snippet_json(s: Snippet) -> dict[str, Any]:
     data["badges"] = [b.to_dict() for b in badges(s)]
     data["link"] = s.source.link()
     data["where"] = s.package_or_repository
+    data["headline"] = headline(s).to_dict()  # title, API, summary: what every view shows
     return data
 
 
@@ -91,6 +93,7 @@ def result_json(r: SearchResult) -> dict[str, Any]:
     data = snippet_json(r.snippet)
     data["rank"] = r.rank
     data["score"] = round(r.score, 6)
+    data["missing"] = list(r.missing)
     return data
 
 
@@ -314,6 +317,7 @@ class SearchHandler(BaseHandler):
             "filters": filters,
             "has_more": len(results) > limit,
             "building": progress,
+            "notice": getattr(results, "notice", None),
             "results": [result_json(r) for r in results[:limit]],
         })
 

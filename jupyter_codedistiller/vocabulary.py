@@ -1,0 +1,61 @@
+"""Vocabulary the library teaches itself: words that keep company in its own documents.
+
+At refresh time every snippet's words (its prose and the names its code uses)
+are counted; two distinctive words that occur together in several snippets
+much more often than chance ("benjamini" and "fdr_bh", "survival" and
+"kaplan") become related. Queries are expanded with related words when their
+own words do not find enough. No word list is written by hand and nothing is
+downloaded: what is related depends only on what the library holds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable
+
+from .textindex import STOPWORDS
+
+_TOKEN = re.compile(r"[^\W_]{2,}", re.UNICODE)
+PER_DOCUMENT = 30  # the rarest words of a document that take part in pairs
+MIN_TOGETHER = 2
+MIN_WEIGHT = 0.3
+RELATED_PER_TERM = 5
+MAX_DOCUMENTS = 20_000
+
+
+def normal(word: str) -> str:
+    """The form under which a word is counted and looked up (lower case, a plural ``s`` off)."""
+    word = word.lower()
+    return word[:-1] if len(word) > 4 and word.endswith("s") and not word.endswith("ss") else word
+
+
+def words(text: str) -> set[str]:
+    """The countable words of ``text``."""
+    return {normal(w) for w in _TOKEN.findall(text or "") if w.lower() not in STOPWORDS and not w.isdigit()}
+
+
+def related(documents: Iterable[set[str]]) -> dict[str, list[tuple[str, float]]]:
+    """term -> [(related term, weight)] mined from the documents' word sets, strongest first.
+
+    Weight is the cosine of the two words' document sets, ``together / sqrt(df_a * df_b)``;
+    only words in at most ``max(20, 5%)`` of the documents count (common words relate to everything).
+    """
+    docs = list(itertools.islice(documents, MAX_DOCUMENTS))
+    df = Counter(w for d in docs for w in d)
+    ceiling = max(20, len(docs) // 20)
+    pairs: Counter[tuple[str, str]] = Counter()
+    for d in docs:
+        distinctive = sorted((w for w in d if MIN_TOGETHER <= df[w] <= ceiling), key=lambda w: (df[w], w))
+        pairs.update(itertools.combinations(sorted(distinctive[:PER_DOCUMENT]), 2))
+    out: dict[str, list[tuple[str, float]]] = {}
+    for (a, b), together in pairs.items():
+        if together < MIN_TOGETHER:
+            continue
+        weight = together / math.sqrt(df[a] * df[b])
+        if weight >= MIN_WEIGHT:
+            out.setdefault(a, []).append((b, weight))
+            out.setdefault(b, []).append((a, weight))
+    return {t: sorted(r, key=lambda x: (-x[1], x[0]))[:RELATED_PER_TERM] for t, r in out.items()}

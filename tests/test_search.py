@@ -1,0 +1,218 @@
+"""Search: field weights, spellings that meet, vocabulary mined from the library, honest
+matching with an empty state, hostile queries, one copy of the same code, and one display
+text (title, API, summary) in the CLI, the magic and the server API the panel reads."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+
+from jupyter_codedistiller.cli import result_lines
+from jupyter_codedistiller.library import Library, SearchResults
+from jupyter_codedistiller.server.handlers import result_json
+from jupyter_codedistiller.titles import clean_title, docstring_title, first_sentence, headline
+from jupyter_codedistiller.vocabulary import related
+
+from .conftest import make_snippet
+
+
+def ids(results: list) -> list[str]:
+    return [r.snippet.id for r in results]
+
+
+def code(name: str, body: str = "") -> str:
+    return f"import numpy as np\nvalues = np.arange(10)  # {name}\n{body}"
+
+
+def test_a_title_or_api_match_outranks_a_mention_in_the_summary(library: Library) -> None:
+    mention = library.put(make_snippet(
+        "mention", title="Load a table of trial visits",
+        summary="The visits are later used for a silhouette plot elsewhere.", code=code("mention")))
+    api = make_snippet("api", title="Score how well samples sit in their cluster",
+                       summary="Mean intra-cluster distance against the nearest cluster.",
+                       code=code("api", "from sklearn.metrics import silhouette_score\n"
+                                        "silhouette_score(values.reshape(-1, 1), values % 2)\n"))
+    api.api = "sklearn.metrics.silhouette_score"
+    api = library.put(api)
+    titled = library.put(make_snippet("titled", title="Silhouette of each clustered sample",
+                                      summary="Per-sample values.", code=code("titled")))
+    found = ids(library.search("silhouette"))
+    assert found.index(api.id) < found.index(mention.id)
+    assert found.index(titled.id) < found.index(mention.id)
+
+
+def test_context_prose_is_searched_but_weighs_less(library: Library) -> None:
+    prose = make_snippet("prose", title="Adjust p-values", summary="Many tests at once.",
+                         code=code("prose"))
+    prose.context = "method : fdr_bh is Benjamini/Hochberg, for independent or positively correlated tests"
+    prose = library.put(prose)
+    assert ids(library.search("benjamini hochberg")) == [prose.id]
+
+
+def test_hyphenated_joined_and_spaced_spellings_meet(library: Library) -> None:
+    joined = library.put(make_snippet(
+        "joined", title="Compare two survival curves", summary="",
+        code=code("joined", "from lifelines.statistics import logrank_test\n")))
+    spaced = library.put(make_snippet("spaced", title="A log-rank comparison of arms", summary="",
+                                      code=code("spaced")))
+    for query in ("log-rank test", "log rank", "logrank"):
+        assert set(ids(library.search(query))) == {joined.id, spaced.id}, query
+
+
+def test_vocabulary_is_mined_from_the_library_and_expands_queries(library: Library) -> None:
+    # Three documents tie "benjamini" to "multipletests"; a fourth uses the function with no
+    # word of the method's name: a query naming the method still finds it, fully accounted for.
+    for i, (title, summary) in enumerate([
+            ("False discovery rate control", "The Benjamini-Hochberg step-up procedure."),
+            ("Correct for multiple comparisons", "As Benjamini and Yekutieli propose."),
+            ("Many tests at once", "Benjamini's method keeps the expected share of false finds.")]):
+        library.put(make_snippet(
+            f"fdr{i}", title=title, summary=summary,
+            code=code(f"fdr{i}", "from statsmodels.stats.multitest import multipletests\n"
+                                 f"multipletests(values / {i + 10})\n")))
+    bare = library.put(make_snippet(
+        "bare", title="Adjust a list of pvalues", summary="",
+        code=code("bare", "from statsmodels.stats.multitest import multipletests\n"
+                          "multipletests(values / 10)\n")))
+    library.put(make_snippet("other", title="Kaplan-Meier curve", summary="", code=code("other")))
+    assert library.related_terms("benjamini") == []  # nothing learnt yet
+    assert library.learn_vocabulary() > 0
+    # words are kept in their counted form (a plural "s" off), which the index stems alike
+    assert "multipletest" in library.related_terms("benjamini")
+    assert library.related_terms("Benjamini") == library.related_terms("benjamini")
+    results = library.search("benjamini pvalues")
+    assert bare.id in ids(results)
+    hit = next(r for r in results if r.snippet.id == bare.id)
+    assert hit.missing == [] and results.notice is None
+
+
+def test_related_words_need_company_in_several_documents() -> None:
+    docs = [{"alpha", "beta", "noise1"}, {"alpha", "beta", "noise2"}, {"gamma", "noise1"},
+            {"gamma", "delta"}]
+    learnt = related(docs)
+    assert ("beta", 1.0) in learnt["alpha"]
+    assert "delta" not in {r for r, _ in learnt.get("gamma", [])}  # together only once
+
+
+def test_nothing_matches_says_so_and_shows_the_closest(library: Library) -> None:
+    km = library.put(make_snippet("km"))
+    lone = library.search("zzqx")
+    assert isinstance(lone, SearchResults) and list(lone) == []
+    assert lone.notice == "no snippet matches 'zzqx'"
+    closest = library.search("zzqx nonexistent kaplan")
+    assert closest.notice == "no snippet matches 'zzqx nonexistent'; closest:"
+    assert ids(closest) == [km.id] and closest[0].missing == ["zzqx", "nonexistent"]
+    assert library.search("kaplan").notice is None
+
+
+def test_every_meaningful_word_counts_and_partial_matches_are_marked(library: Library) -> None:
+    km = library.put(make_snippet("km", title="Kaplan-Meier estimate of the survival function",
+                                  summary="Fit durations and events."))
+    grouped = library.put(make_snippet("grouped", title="Survival per group of patients",
+                                       summary="Split a cohort and compare.", code=code("grouped")))
+    results = library.search("kaplan meier by group")
+    assert results.notice == "no snippet matches all of 'kaplan meier group'; closest:"
+    assert ids(results)[0] == km.id and results[0].missing == ["group"]
+    assert grouped.id in ids(results)
+    assert next(r for r in results if r.snippet.id == grouped.id).missing == ["kaplan", "meier"]
+
+
+def test_the_same_code_from_two_sources_appears_once(library: Library) -> None:
+    a = make_snippet("pkg")
+    b = make_snippet("repo", code=a.code)
+    b.source.source_id = "other-source"
+    library.put(a)
+    library.put(b)
+    assert len(library.search("kaplan")) == 1
+    assert len(library.search("")) == 1
+
+
+HOSTILE = ['"', '"unbalanced', "NEAR(cox hazard)", "cox AND", "OR", "NOT kaplan", "kaplan*",
+           "title:kaplan", "{title summary}: x", "^kaplan", "C++", "🧬 gene", "🧬", "-x", "--x",
+           "a" * 5000, "kaplan " * 200, "'; DROP TABLE snippets; --", "\x00", "log-rank-", "- -"]
+
+
+@pytest.mark.parametrize("query", HOSTILE)
+def test_hostile_queries_are_only_words(library: Library, query: str) -> None:
+    library.put(make_snippet("km"))
+    results = library.search(query, limit=5)
+    assert isinstance(results, SearchResults) and len(results) <= 5
+    assert library.count() == 1
+
+
+def test_hostile_query_after_double_dash_on_the_cli(library: Library) -> None:
+    library.put(make_snippet("km"))
+    env = dict(os.environ)
+    out = subprocess.run([sys.executable, "-m", "jupyter_codedistiller.cli", "search", "--", "-x", "kaplan"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "Kaplan-Meier fit by treatment group" in out.stdout
+
+
+def test_titles_are_first_sentences_whole_never_directives() -> None:
+    assert first_sentence("Fit the model. Then plot it.") == ("Fit the model.", "Then plot it.")
+    assert first_sentence("Compute e.g. the mean of x. More.")[0] == "Compute e.g. the mean of x."
+    assert clean_title(".. currentmodule:: lifelines") == ""
+    assert clean_title(".. _survival-ref:\nSurvival curves") == "Survival curves"
+    assert docstring_title("fit", "Fit.") == ("fit: Fit.", "")
+    title, rest = docstring_title(
+        "KaplanMeierFitter",
+        "Class for fitting the Kaplan-Meier estimate for the survival function.\nParameters follow.")
+    assert title == "Class for fitting the Kaplan-Meier estimate for the survival function."
+    assert rest == "Parameters follow."
+
+
+def test_headline_of_an_old_record_drops_the_name_and_the_repeated_summary() -> None:
+    s = make_snippet("old", title="restricted_mean_survival_time: Compute the restricted mean survival time",
+                     summary="Compute the restricted mean survival time")
+    head = headline(s)
+    assert head.title == "Compute the restricted mean survival time"
+    assert head.api == "restricted_mean_survival_time"
+    assert head.summary == ""
+    s = make_snippet("label", title=".. _km-ref:", summary="Kaplan-Meier curves per arm.")
+    s.api = "lifelines.KaplanMeierFitter"
+    assert headline(s).title == "lifelines.KaplanMeierFitter"
+
+
+@pytest.fixture
+def shell() -> Iterator[InteractiveShell]:
+    ipython = InteractiveShell.instance()
+    ipython.extension_manager.load_extension("jupyter_codedistiller")
+    ipython.magics_manager.registry["DistillMagics"].widgets = "off"
+    yield ipython
+
+
+def test_cli_magic_and_api_show_the_same_title_api_and_summary(
+        library: Library, shell: InteractiveShell) -> None:
+    s = make_snippet("km", title="KaplanMeierFitter: Class for fitting the Kaplan-Meier estimate.",
+                     summary="Class for fitting the Kaplan-Meier estimate. Durations and events.")
+    s.api = "lifelines.KaplanMeierFitter"
+    library.put(s)
+    head = headline(library.get(s.id))
+    assert head.title == "Class for fitting the Kaplan-Meier estimate."
+    assert head.summary == "Durations and events."
+
+    cli = subprocess.run([sys.executable, "-m", "jupyter_codedistiller.cli", "search", "kaplan"],
+                         capture_output=True, text=True, env=dict(os.environ), timeout=60)
+    lines = cli.stdout.splitlines()
+    assert lines[0].startswith(f"  1. {head.title}  ·  lifelines")
+    assert lines[1].strip() == head.api and lines[2].strip() == head.summary
+
+    with capture_output() as cap:
+        shell.run_line_magic("distill", "search kaplan")
+    bundle = cap.outputs[-1].data
+    assert bundle["text/plain"].splitlines()[:3] == lines[:3]
+    assert f"<b>{head.title}</b>" in bundle["text/html"]
+    assert f"<code>{head.api}</code>" in bundle["text/html"]
+
+    api = result_json(library.search("kaplan")[0])  # what the panel is sent and shows
+    assert api["headline"] == {"title": head.title, "api": head.api, "summary": head.summary}
+    assert json.loads(json.dumps(api))["headline"]["title"] == head.title
+    assert result_lines(library.search("kaplan"))[:3] == lines[:3]
