@@ -5,17 +5,20 @@ measures, over the same queries:
 
 - the library's own search (``Library.search``, limit 10): the reference;
 - the tool's work in-process (``mcpserver.search_payload``: search, policy, badges, previews);
-- ``search_snippets`` called through the SDK's client over stdio against ``codedistiller mcp``.
+- ``search_snippets`` called through the SDK's client over stdio against ``codedistiller mcp``;
+- with ``--http``, the same call through a real ``jupyter server`` at ``/codedistiller/mcp``.
 
-    python benchmarks/mcp.py [--snippets 100000] [--queries 300] [--keep DIR]
+    python benchmarks/mcp.py [--snippets 100000] [--queries 300] [--http] [--keep DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -71,10 +74,62 @@ async def over_stdio(home: Path, queries: list[str]) -> list[float]:
     return times
 
 
+async def over_http(url: str, token: str, queries: list[str]) -> list[float]:
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    times = []
+    async with (httpx2.AsyncClient(headers={"Authorization": f"token {token}"}, timeout=120) as http,
+                Client(streamable_http_client(url, http_client=http),
+                       client_info=Implementation(name="benchmark", version="1")) as client):
+        for q in QUERIES[:5]:
+            await client.call_tool("search_snippets", {"query": q})
+        for q in queries:
+            t = time.perf_counter()
+            result = await client.call_tool("search_snippets", {"query": q, "limit": 10})
+            times.append((time.perf_counter() - t) * 1000)
+            assert not result.is_error, result.content
+    return times
+
+
+def jupyter_server(home: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    """A real ``jupyter server`` serving ``home`` (its MCP mount at /codedistiller/mcp); waits until it answers."""
+    import secrets
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    token = secrets.token_hex(16)
+    root = Path(tempfile.mkdtemp(prefix="cd-bench-root-"))
+    config = root / "bench_config.py"
+    config.write_text(f"c.ServerApp.jpserver_extensions = {{'jupyter_codedistiller': True}}\n"
+                      f"c.CodeDistiller.home = {str(home)!r}\nc.CodeDistiller.daemon = False\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_server", "--allow-root", "--no-browser", f"--port={port}",
+         "--ip=127.0.0.1", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", f"--config={config}"],
+        env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            request = urllib.request.Request(f"{base}/api/status", headers={"Authorization": f"token {token}"})
+            with urllib.request.urlopen(request, timeout=5):
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise SystemExit("jupyter server did not start") from None
+            time.sleep(0.5)
+    return proc, f"{base}/codedistiller/mcp", token
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--snippets", type=int, default=100_000)
     ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--http", action="store_true", help="also through a real jupyter server (streamable HTTP)")
     ap.add_argument("--keep", help="build the library in this folder and keep it (reused when it is big enough)")
     args = ap.parse_args()
     rng = random.Random(7)
@@ -100,10 +155,20 @@ def main() -> None:
         payload.append((time.perf_counter() - t) * 1000)
     lib.close()
     stdio = anyio.run(over_stdio, home, queries)
+    http = None
+    if args.http:
+        proc, url, token = jupyter_server(home)
+        try:
+            http = anyio.run(over_http, url, token, queries)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
     print(f"queries      {len(queries)} ({len(set(queries))} distinct), limit 10")
     print(f"library search            {figures(direct)}   (reference)")
     print(f"tool work in-process      {figures(payload)}")
     print(f"search_snippets via stdio {figures(stdio)}   (SDK client -> codedistiller mcp)")
+    if http is not None:
+        print(f"search_snippets via HTTP  {figures(http)}   (SDK client -> jupyter server /codedistiller/mcp)")
 
 
 if __name__ == "__main__":
