@@ -27,12 +27,14 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 
+from . import textindex
 from .badges import badges
 from .library import Library, LibraryError, SearchResult
 from .model import FLAG_KINDS, Snippet
 from .people import acting_person
 from .provenance import cell_metadata, cell_source, insert_blockers, insert_warnings, marker_line, source_record
 from .settings import SettingsError, load_settings
+from .titles import headline
 
 T = TypeVar("T")
 
@@ -162,9 +164,11 @@ def tool_errors(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
 # ---------------------------------------------------------------- what agents receive
 
 
-def api_names(s: Snippet) -> list[str]:
-    """The APIs the snippet shows: the distributions it imports, by import name."""
-    return list(s.imports)
+def api_names(s: Snippet, limit: int = 12) -> list[str]:
+    """The APIs the snippet shows: the one it documents first, then the qualified names its code calls."""
+    names = dict.fromkeys([s.api] if s.api else [])
+    names.update(dict.fromkeys(textindex.api_names(s.code)))
+    return list(names)[:limit]
 
 
 def preview(code: str) -> str:
@@ -185,11 +189,13 @@ def _flags(s: Snippet) -> list[dict[str, Any]]:
 def result_entry(r: SearchResult, policy: str) -> dict[str, Any]:
     """One search hit as an agent sees it: title, APIs, badges, a short preview."""
     s = r.snippet
+    head = headline(s)
     return {
         "rank": r.rank,
         "id": s.id,
         "revision": s.revision,
-        "title": s.title or "(untitled)",
+        "title": head.title,
+        "summary": head.summary,
         "apis": api_names(s),
         "package": s.package_or_repository,
         "badges": _badges(s),
@@ -200,6 +206,7 @@ def result_entry(r: SearchResult, policy: str) -> dict[str, Any]:
         "license": s.source.license,
         "preview": preview(s.code),
         "needs_force": insert_blockers(s, policy),
+        "missing": list(r.missing),
     }
 
 
@@ -217,8 +224,11 @@ def search_payload(lib: Library, query: str, package: str | None, validated_only
     kept: list[dict[str, Any]] = []
     withheld = 0
     offset = 0
-    for _ in range(MAX_PAGES):
+    notice = None
+    for n in range(MAX_PAGES):
         page = lib.search(query, limit=limit * 2 if strict else limit, offset=offset, **filters)
+        if n == 0:
+            notice = page.notice
         for r in page:
             if strict and insert_blockers(r.snippet, policy):
                 withheld += 1
@@ -234,7 +244,8 @@ def search_payload(lib: Library, query: str, package: str | None, validated_only
     if withheld:
         note = (f"{withheld} matching snippet(s) left out: the team policy is {policy!r} and a person "
                 "would need --force to insert them")
-    return {"query": query, "policy": policy, "results": kept, "withheld": withheld, "note": note}
+    return {"query": query, "policy": policy, "notice": notice, "results": kept, "withheld": withheld,
+            "note": note}
 
 
 def snippet_payload(s: Snippet, policy: str, agent: dict[str, str]) -> dict[str, Any]:
@@ -244,10 +255,12 @@ def snippet_payload(s: Snippet, policy: str, agent: dict[str, str]) -> dict[str,
     if blockers and policy in ("validated", "reviewed"):
         raise ToolError(f"{s.id} is withheld: {'; '.join(blockers)}; only a person can insert it (with --force)")
     v = s.validation
+    head = headline(s)
     return {
         "id": s.id,
         "revision": s.revision,
-        "title": s.title or "(untitled)",
+        "title": head.title,
+        "api": head.api,
         "summary": s.summary,
         "apis": api_names(s),
         "code": cell_source(s),

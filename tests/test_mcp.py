@@ -105,6 +105,8 @@ def test_lists_tools_and_searches_gets_flags(home, ids):
     assert ids["km"] in by_id and ids["scanpy"] not in by_id
     km = by_id[ids["km"]]
     assert km["title"] == "Kaplan-Meier fit by treatment group"
+    assert sorted(km["apis"]) == ["lifelines.KaplanMeierFitter", "lifelines.datasets.load_waltons"]
+    assert km["missing"] == []
     assert {b["kind"] for b in km["badges"]} >= {"validation", "review", "origin"}
     assert km["preview"].startswith("from lifelines import KaplanMeierFitter")
     assert km["needs_force"] == []
@@ -135,7 +137,8 @@ def test_the_handshake_era_protocol_works_too(home, ids):
 
     found = with_client(home, session, mode="legacy")
     assert [r["id"] for r in found["results"]] == [ids["scanpy"]]
-    assert found["results"][0]["apis"]
+    assert sorted(found["results"][0]["apis"]) == ["scanpy.datasets.pbmc3k", "scanpy.tl.leiden"]
+    assert found["results"][0]["title"] == "Leiden clustering of cells"
 
 
 def test_strict_policy_withholds_what_would_need_force(home, ids):
