@@ -83,6 +83,23 @@ def worker_names(cluster: LocalCluster) -> dict[str, str]:
         return {w["name"]: addr for addr, w in client.scheduler_info(n_workers=-1)["workers"].items()}
 
 
+def test_workers_run_their_own_copy_of_the_checkout(tmp_path: Path, cluster) -> None:
+    files = {"LICENSE": SAMPLE_FILES["LICENSE"], "labkit/__init__.py": "NAME = 'labkit'\n",
+             "examples/where.py": '"""Where labkit is."""\nimport labkit\n\nprint(labkit.__file__)\n'}
+    make_repo(tmp_path / "lab" / "labkit", files)
+    library = Library(tmp_path / "home" / "library.db")
+    try:
+        sources.add(library, file_url(tmp_path / "lab" / "labkit"))
+        report = refresh(library, settings=SETTINGS, cluster=cluster.address)
+        assert report.errors == {}
+        (where,) = [s.validation for s in library.all() if s.source.path == "examples/where.py"]
+        assert where.status == "passed", where
+        checkout = str(sources.checkout_path(library, library.sources()[0].id))
+        assert "codedistiller-checkouts" in where.stdout_tail and checkout not in where.stdout_tail
+    finally:
+        library.close()
+
+
 def cluster_workers(cluster: LocalCluster) -> list[str]:
     from distributed import Client
 

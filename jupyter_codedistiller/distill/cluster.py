@@ -10,6 +10,12 @@ only writer: it stores each result in its own short transaction, so a killed
 coordinator or worker loses no stored result, and the next refresh validates
 what is still pending.
 
+A git source's checkout is shipped with the tasks: its ``git archive`` at the
+distilled commit becomes one scattered Dask future (sent once, then copied
+between workers), unpacked once per machine (``tarfile``'s ``data`` filter:
+nothing outside the folder, no links out) and put on the sandbox's path in
+place of the library's checkout, so workers need no shared file system.
+
 On the worker, ``run_batch`` probes the worker's own interpreter (the one its
 sandbox runs) for the Python version and the versions of the batch's
 distributions, compares them with the library's environment (sent by the
@@ -47,6 +53,9 @@ if TYPE_CHECKING:
 
 MISMATCH = "cluster worker environment differs: "
 NO_CHECKOUT = "needs the source's checkout on the worker: "
+CHECKOUT = "<checkout>"  # a python_path entry inside the shipped checkout starts with this
+ARCHIVE_MAX = 256 * 1024 * 1024  # a bigger checkout is not shipped: workers must see it on a shared file system
+KEPT_CHECKOUTS = 16  # unpacked checkouts a worker machine keeps
 BATCH_MAX = 8  # snippets per task at most
 IN_FLIGHT_PER_THREAD = 2  # batches queued per worker thread
 ADDRESS = re.compile(r"^(?:(?:tcp|tls|ws|wss|ucx|inproc)://)?[\w.\-\[\]:]+(?::\d+)?$")
@@ -148,18 +157,85 @@ def _worker_address() -> str | None:
         return None
 
 
+_unpack_lock = threading.Lock()
+
+
+def _safe_member(member: Any, dest: str) -> Any:
+    """tarfile's ``data`` filter, dropping (not failing on) a member it refuses (a link out)."""
+    import tarfile
+
+    try:
+        return tarfile.data_filter(member, dest)
+    except tarfile.FilterError:
+        return None
+
+
+def unpack_checkout(archive: bytes) -> str:
+    """The folder holding ``archive`` (a tar of a checkout) on this machine, unpacked once."""
+    import hashlib
+    import io
+    import shutil
+    import tarfile
+    import tempfile
+
+    top = os.path.join(tempfile.gettempdir(), "codedistiller-checkouts")
+    dest = os.path.join(top, hashlib.sha256(archive).hexdigest()[:24])
+    with _unpack_lock:
+        if os.path.isdir(dest):
+            return dest
+        os.makedirs(top, exist_ok=True)
+        work = tempfile.mkdtemp(prefix=".unpack-", dir=top)
+        try:
+            with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+                tar.extractall(work, filter=_safe_member)
+            os.chmod(work, 0o755)  # the sandbox may run as a throwaway uid: it must read this
+            try:
+                os.rename(work, dest)  # another process may have won: its copy is the same
+            except OSError:
+                pass
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        _trim(top, keep=dest)
+    return dest
+
+
+def _trim(top: str, keep: str, most: int = KEPT_CHECKOUTS) -> None:
+    """Remove all but the ``most`` most recently unpacked checkouts under ``top``."""
+    import shutil
+
+    try:
+        dirs = sorted((e for e in os.scandir(top) if e.is_dir() and not e.name.startswith(".")),
+                      key=lambda e: e.stat().st_mtime, reverse=True)
+    except OSError:
+        return
+    for entry in dirs[most:]:
+        if entry.path != keep:
+            shutil.rmtree(entry.path, ignore_errors=True)
+
+
 def run_batch(tasks: Sequence[Task], settings: Any, expected: Environment,
-              generation: str) -> list[tuple[str, int, dict[str, Any]]]:
+              generation: str, archive: bytes | None = None) -> list[tuple[str, int, dict[str, Any]]]:
     """Validate ``tasks`` in this worker's sandbox: ``(snippet id, revision, validation)`` each.
 
-    Runs on a Dask worker, with the worker's own interpreter. A snippet whose
-    requirements differ from ``expected`` (or whose ``python_path`` is not on
-    this machine) is skipped unrun, with the reason.
+    Runs on a Dask worker, with the worker's own interpreter. ``archive`` is
+    the source's checkout (a tar), unpacked here once; ``python_path`` entries
+    starting with ``CHECKOUT`` point into it. A snippet whose requirements
+    differ from ``expected`` (or whose ``python_path`` is not on this machine)
+    is skipped unrun, with the reason.
     """
     from . import sandbox
 
     names = {n for t in tasks for n in t.requirements}
     env = worker_environment(names, generation)
+    if archive is not None:
+        try:
+            root: str | None = unpack_checkout(archive)
+        except Exception:  # noqa: BLE001 - e.g. no tarfile filters before 3.10.12: then the path is missing
+            root = None
+        if root is not None:
+            tasks = [dataclasses.replace(t, python_path=[
+                os.path.join(root, p[len(CHECKOUT):].lstrip("/")) if p.startswith(CHECKOUT) else p
+                for p in t.python_path]) for t in tasks]
     here = f"{env.host} ({env.worker})" if env.worker else str(env.host)
     runnable: list[Task] = []
     out: list[tuple[str, int, dict[str, Any]]] = []
@@ -219,6 +295,7 @@ class ClusterExecutor:
         self.busy_seconds = 0.0  # coordinator time spent preparing, submitting and checking
         self._expected: dict[str, str | None] = {}
         self._python: dict[str | None, str] = {}
+        self._archives: dict[tuple[str, str], Any] = {}
 
     def close(self) -> None:
         try:
@@ -278,14 +355,47 @@ class ClusterExecutor:
         size = max(1, min(self.batch_max, -(-len(jobs) // max(1, 2 * workers))))
         return [idx[k:k + size] for _, idx in sorted(groups.items()) for k in range(0, len(idx), size)]
 
-    def validate_many(self, jobs: Sequence[tuple[Snippet, list[str]]], *,
-                      settings: Any = None) -> Iterator[tuple[Snippet, Validation | Exception]]:
-        """Validate ``(snippet, python_path)`` jobs on the cluster; yields each result as it arrives."""
+    def ship(self, checkout: tuple[Any, str] | None) -> tuple[Any, str | None]:
+        """The ``(root, commit)`` checkout as a Dask future of its ``git archive`` (sent to a
+        worker once, then shared between workers), and the root it replaces; (None, None) when
+        there is nothing to ship or it is too big (workers then need a shared file system)."""
+        import subprocess
+
+        if checkout is None or not checkout[1]:
+            return None, None
+        root, commit = str(checkout[0]), checkout[1]
+        key = (root, commit)
+        if key not in self._archives:
+            try:
+                done = subprocess.run(["git", "archive", "--format=tar", commit], cwd=root,
+                                      capture_output=True, timeout=300, check=True)
+                data = done.stdout if len(done.stdout) <= ARCHIVE_MAX else None
+            except (OSError, subprocess.SubprocessError):
+                data = None
+            self._archives[key] = self.client.scatter(data, hash=False) if data else None
+        future = self._archives[key]
+        return (future, root) if future is not None else (None, None)
+
+    def validate_many(self, jobs: Sequence[tuple[Snippet, list[str]]], *, settings: Any = None,
+                      checkout: tuple[Any, str] | None = None) -> Iterator[tuple[Snippet, Validation | Exception]]:
+        """Validate ``(snippet, python_path)`` jobs on the cluster; yields each result as it arrives.
+
+        ``checkout`` (root folder, commit) is shipped to the workers, and path
+        entries inside it point into their copy.
+        """
         from distributed import as_completed
 
         if not jobs:
             return
         tick = time.perf_counter()
+        archive, root = self.ship(checkout)
+
+        def mapped(path: list[str]) -> list[str]:
+            if root is None:
+                return list(path)
+            return [CHECKOUT + "/" + os.path.relpath(p, root) if os.path.commonpath([p, root]) == root else p
+                    for p in path]
+
         interpreter = getattr(settings, "interpreter", None)
         expected = self.expected({n for s, _ in jobs for n in s.requirements}, interpreter)
         threads = self.threads()
@@ -301,9 +411,9 @@ class ClusterExecutor:
             while pending and len(futures) < limit:
                 idx = pending.pop()
                 tasks = [Task(snippet_id=jobs[i][0].id, revision=jobs[i][0].revision, code=jobs[i][0].code,
-                              python_path=list(jobs[i][1]), requirements=dict(jobs[i][0].requirements))
+                              python_path=mapped(jobs[i][1]), requirements=dict(jobs[i][0].requirements))
                          for i in idx]
-                future = self.client.submit(run_batch, tasks, settings, expected, self.generation,
+                future = self.client.submit(run_batch, tasks, settings, expected, self.generation, archive,
                                             pure=False, retries=1)
                 futures[future] = idx
                 running.add(future)

@@ -528,7 +528,9 @@ def _validate(library: Library, src: RegisteredSource, plan: Plan | None, rep: S
         return path
 
     if executor is not None:  # a Dask cluster runs the sandbox; this process writes
-        _validate_on(executor, library, src, [(s, python_path(s)) for s in todo], rep, publish, settings)
+        checkout = (plan.root, plan.commit) if plan is not None and plan.commit else None
+        _validate_on(executor, library, src, [(s, python_path(s)) for s in todo], rep, publish, settings,
+                     checkout)
         return
 
     def run(s: Snippet) -> str:
@@ -562,10 +564,11 @@ def _validate(library: Library, src: RegisteredSource, plan: Plan | None, rep: S
 
 def _validate_on(executor: Any, library: Library, src: RegisteredSource,
                  jobs: list[tuple[Snippet, list[str]]], rep: SourceReport, publish: _Publisher,
-                 settings: Any) -> None:
+                 settings: Any, checkout: tuple[Path, str] | None) -> None:
     """Validate through ``executor.validate_many`` (a cluster), storing each result as it arrives."""
     publish(src.id, "validate", 0, len(jobs), executor.describe())
-    for done, (s, outcome) in enumerate(executor.validate_many(jobs, settings=settings), 1):
+    results = executor.validate_many(jobs, settings=settings, checkout=checkout)
+    for done, (s, outcome) in enumerate(results, 1):
         if isinstance(outcome, Exception):  # lost with its workers too often: left pending
             rep.problems.append(f"{src.id}: {s.source.path}: could not validate {s.id}: "
                                 f"{type(outcome).__name__}: {str(outcome)[:200]}")
