@@ -245,3 +245,21 @@ def test_the_cluster_setting_is_checked_and_used_by_refresh(home: Path) -> None:
     assert unreachable.returncode == 1 and len(unreachable.stderr.strip().splitlines()) == 1
     assert f"cannot reach the Dask scheduler at {address}" in unreachable.stderr
     assert cli("refresh", "--cluster", "local").returncode == 0  # this machine, as without a setting
+
+
+def test_the_daemon_validates_on_the_cluster_its_library_is_configured_with(tmp_path: Path, cluster) -> None:
+    home = tmp_path / "home"
+    with Library(home / "library.db") as lib:
+        sources.add(lib, slow_repo(tmp_path / "lab" / "quick", 3, 0.1))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "jupyter_codedistiller.cli", "--home", str(home), *args],
+                              capture_output=True, text=True, timeout=WAIT)
+
+    assert cli("config", "cluster", cluster.address).returncode == 0
+    done = cli("daemon", "--once", "--no-defaults", "--interval", "60")
+    assert done.returncode == 0, done.stderr
+    with Library(home / "library.db") as lib:
+        records = [s.validation for s in lib.all()]
+    assert len(records) == 3 and {v.status for v in records} == {"passed"}
+    assert set(v.worker for v in records) <= set(cluster_workers(cluster)) and all(v.worker for v in records)

@@ -296,6 +296,7 @@ class ClusterExecutor:
         self._expected: dict[str, str | None] = {}
         self._python: dict[str | None, str] = {}
         self._archives: dict[tuple[str, str], Any] = {}
+        self._threads: tuple[float, dict[str, int]] | None = None
 
     def close(self) -> None:
         try:
@@ -311,14 +312,16 @@ class ClusterExecutor:
 
     # -- what the cluster looks like
 
-    def threads(self) -> dict[str, int]:
-        """Connected workers and their thread counts."""
-        try:
-            return {addr: int(w.get("nthreads", 1)) for addr, w in
-                    self.client.scheduler_info(n_workers=-1).get("workers", {}).items()}
-        except TypeError:  # older distributed: no n_workers argument
-            return {addr: int(w.get("nthreads", 1)) for addr, w in
-                    self.client.scheduler_info().get("workers", {}).items()}
+    def threads(self, max_age: float = 1.0) -> dict[str, int]:
+        """Connected workers and their thread counts (asked of the scheduler at most once a second)."""
+        now = time.monotonic()
+        if self._threads is None or now - self._threads[0] > max_age:
+            try:
+                info = self.client.scheduler_info(n_workers=-1)
+            except TypeError:  # older distributed: no n_workers argument
+                info = self.client.scheduler_info()
+            self._threads = (now, {addr: int(w.get("nthreads", 1)) for addr, w in info.get("workers", {}).items()})
+        return self._threads[1]
 
     def rate(self) -> float:
         """Snippets per minute since the first submission."""
@@ -398,7 +401,7 @@ class ClusterExecutor:
 
         interpreter = getattr(settings, "interpreter", None)
         expected = self.expected({n for s, _ in jobs for n in s.requirements}, interpreter)
-        threads = self.threads()
+        threads = self.threads(max_age=0)
         pending = self.batches(jobs, sum(threads.values()) or 1)
         pending.reverse()  # pop() from the end keeps the package order
         running = as_completed(loop=self.client.loop)
