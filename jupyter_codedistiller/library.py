@@ -8,6 +8,7 @@ transaction and every connection waits on a busy database instead of failing.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import threading
@@ -45,7 +46,14 @@ FTS_COLUMNS = ("title", "api", "summary", "context", "calls", "tags", "packages"
 FTS_WEIGHTS = (10.0, 8.0, 4.0, 1.5, 3.0, 5.0, 3.0, 1.0)
 CANDIDATES = 200
 SCAN_CAP = 1000
-RELAXED_EXTRA = 10  # partial matches looked at beyond those asked for, to rank them by words matched
+RELAXED = 40  # snippets holding any word that are weighed against the full matches
+RELAX_BELOW = 1  # ... when fewer than this many times the results asked for hold every word
+# Where a query word occurs says how much a snippet is about it: column groups and their weights.
+FIELD_GROUPS = ((("title", "api"), 10.0), (("calls", "tags", "packages", "summary"), 4.0),
+                (("identifiers", "context"), 1.5))
+DF_CAP = 5000
+BM25_SHARE = 2.0  # how much text relevance (BM25, which favours short texts) adds to what a snippet is about
+RELATED_CREDIT = 0.6  # a word accounted for only by a related word counts this much
 CLOSEST = 5  # results shown as "closest" when nothing matches every word
 # What an unpaired surrogate (invalid UTF-8 on a command line, "\ud800" in JSON) becomes.
 NOT_TEXT = "the text given holds characters that are not valid Unicode (unpaired surrogates)"
@@ -308,6 +316,9 @@ class Library:
         self._writes = 0  # own commits: PRAGMA data_version counts only other connections'
         self._probes: dict[tuple[int, str], bool] = {}
         self._version = 0
+        self._scratch = False  # temp.candidates exists on this connection
+        self._stemmer = False  # temp.stems exists on this connection
+        self._stems: dict[str, str] = {}
 
     @classmethod
     def open(cls, home: str | os.PathLike[str] | None = None) -> Library:
@@ -785,57 +796,136 @@ class Library:
 
     def _matching(self, plan: SearchPlan, extra: str, params: list[Any], want: int
                   ) -> list[tuple[tuple, list[str]]]:
-        """((id, data, score, sha), words it lacks) for the best ``want`` matches, best first.
+        """((id, data, score, sha, rowid), words it lacks) of the best matches, best first.
 
-        Snippets that account for every word come first (by their spellings, then also by
-        related words); when they are fewer than ``want``, snippets lacking one word (then
-        two) follow, each marked with what it lacks. The same code appears once.
+        Candidates are the best snippets holding every word (by its spellings, then also by
+        related words) and, when those are few, the best holding any word. Each is scored by
+        what it is about: per query word, how telling the word is (its inverse document
+        frequency) times the weight of the strongest column group it occurs in
+        (``FIELD_GROUPS``), plus ``BM25_SHARE`` x BM25, all times trust. A word it lacks adds
+        nothing, and is listed. The same code appears once.
         """
         filtered = bool(params)
-        out: dict[str, tuple[tuple, list[str]]] = {}
-        shas: set[str] = set()
-
-        def take(rows: Iterable[tuple], missing: list[str] | None = None) -> None:
-            for row in rows:
-                row, lacks = (row, missing) if missing is not None else row
-                if row[0] not in out and row[3] not in shas:
-                    out[row[0]] = (row, lacks)
-                    shas.add(row[3])
-
         known = [u for u in plan.units if u.known]
-        if len(known) == len(plan.units):
-            take(self._ranked(plan.expression(), extra, params, want, filtered), [])
-            if len(out) < want:
-                take(self._ranked(plan.expression(prefix_last=True), extra, params, want, filtered), [])
-            if len(out) < want and plan.expandable:
-                take(self._ranked(plan.expression(expanded=True, prefix_last=True), extra, params,
-                                  want, filtered), [])
-        if len(out) >= want or not known:
-            return list(out.values())
-        # Relax: snippets that account for most words (by any of their spellings or related
-        # words), the most words first, each marked with the words it lacks.
-        rows = self._ranked(" OR ".join(u.expression(expanded=True) for u in known), extra, params,
-                            want, filtered)[: want + RELAXED_EXTRA]
-        if not rows:
-            return list(out.values())
-        marks = ",".join(str(r[4]) for r in rows)
-        covered = {r[4]: set() for r in rows}
-        for i, unit in enumerate(known):
-            for (rowid,) in self._read(
-                f"SELECT rowid FROM snippets_fts WHERE snippets_fts MATCH ? AND rowid IN ({marks})",
-                (unit.expression(expanded=True),),
-            ):
-                covered[rowid].add(i)
-        unknown = plan.unknown
-        ranked = sorted(rows, key=lambda r: (-len(covered[r[4]]), -r[2]))
-        take((r, unknown + [w for i, u in enumerate(known) if i not in covered[r[4]] for w in u.words])
-             for r in ranked)
-        return list(out.values())
+        if not known:
+            return []
+        rows: dict[int, tuple] = {}
+
+        def gather(found: list[tuple]) -> None:
+            for r in found:
+                if r[4] not in rows or rows[r[4]][2] < r[2]:
+                    rows[r[4]] = r
+
+        complete = len(known) == len(plan.units)
+        if complete:
+            gather(self._ranked(plan.expression(), extra, params, want, filtered))
+        prefix = len(rows) < want
+        if complete and prefix:
+            gather(self._ranked(plan.expression(prefix_last=True), extra, params, want, filtered))
+            if len(rows) < want and plan.expandable:
+                # Related words find what the question's own words miss; their matches add to
+                # the text score, so such a snippet's score is discounted.
+                gather([(r[0], r[1], r[2] * RELATED_CREDIT, r[3], r[4], r[5] * RELATED_CREDIT) for r in self._ranked(
+                    plan.expression(expanded=True, prefix_last=True), extra, params, want, filtered)])
+        if len(known) > 1 and (not complete or len(rows) < want * RELAX_BELOW):
+            anything = " OR ".join(u.expression(prefix=prefix and u is plan.units[-1]) for u in known)
+            gather(self._ranked(anything, extra, params, max(want, RELAXED), filtered)[:max(want, RELAXED)])
+        elif not complete:
+            gather(self._ranked(plan.expression(known, expanded=True), extra, params, want, filtered))
+        credit = self._coverage(plan, list(rows), prefix)
+        weight = self._informativeness(plan)
+        scored = []
+        for rowid, r in rows.items():
+            found = credit.get(rowid, {})
+            # Word by word: how telling the word is, times the strongest place it occurs in
+            # (title or API over a passing mention).
+            about = sum(weight[i] * c for i, c in found.items())
+            missing = [w for i, u in enumerate(plan.units) if i not in found for w in u.words]
+            trust = r[2] / r[5] if r[5] else 1.0
+            scored.append(((r[0], r[1], trust * (about + BM25_SHARE * r[5]), r[3], r[4]), missing))
+        scored.sort(key=lambda item: (-item[0][2], item[0][0]))
+        seen: set[str] = set()
+        return [item for item in scored if not (item[0][3] in seen or seen.add(item[0][3]))]
+
+    def _informativeness(self, plan: SearchPlan) -> list[float]:
+        """How much each unit of the query says: the inverse document frequency of its rarest
+        word (a word in every snippet says little, one in a few says much)."""
+        with self._lock:
+            conn = self._conn
+            if not self._stemmer:
+                conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.stems USING fts5(word, "
+                             "tokenize = 'porter unicode61 remove_diacritics 2')")
+                conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.stems_terms "
+                             "USING fts5vocab('temp', 'stems', 'instance')")
+                self._stemmer = True
+            words = [w for u in plan.units for w in (*u.words, "".join(u.words))]
+            todo = [w for w in dict.fromkeys(words) if w not in self._stems]
+            if todo:
+                conn.execute("DELETE FROM temp.stems")
+                conn.executemany("INSERT INTO temp.stems(rowid, word) VALUES (?, ?)",
+                                 list(enumerate(todo, 1)))
+                found = dict(conn.execute("SELECT doc, term FROM temp.stems_terms"))
+                for i, w in enumerate(todo, 1):
+                    self._stems[w] = found.get(i, w)
+            key = (self._version, "count")
+            if key not in self._probes:
+                self._probes[key] = conn.execute("SELECT count(*) FROM snippets").fetchone()[0]
+            total = self._probes[key]
+        out = []
+        for unit in plan.units:
+            df = [self._document_frequency(self._stems[w]) for w in (*unit.words, "".join(unit.words))]
+            rarest = min((d for d in df if d), default=0)
+            out.append(math.log(1 + (total - rarest + 0.5) / (rarest + 0.5)))
+        return out
+
+    def _document_frequency(self, term: str) -> int:
+        """In how many snippets the (stemmed) term occurs, counted up to ``DF_CAP``: past
+        that a word is common and its exact count would cost a walk over all of them."""
+        key = (self._version, "df:" + term)
+        if key not in self._probes:
+            self._probes[key] = self._read(
+                f"SELECT count(*) FROM (SELECT rowid FROM snippets_fts WHERE snippets_fts MATCH ? "
+                f"LIMIT {DF_CAP})", (quoted(term),))[0][0]
+        return self._probes[key]
+
+    def _coverage(self, plan: SearchPlan, rowids: list[int], prefix: bool) -> dict[int, dict[int, float]]:
+        """rowid -> {unit index: credit} for the units a snippet accounts for: the weight of the
+        strongest column group holding one of the unit's spellings (``FIELD_GROUPS``), or
+        ``RELATED_CREDIT`` times the weakest when it holds only a related word. FTS5 itself
+        decides, on a small in-memory index of just these snippets, so stemming and phrases
+        count as in the search."""
+        if not rowids:
+            return {}
+        columns = ", ".join(FTS_COLUMNS)
+        out: dict[int, dict[int, float]] = {r: {} for r in rowids}
+        with self._lock:
+            conn = self._conn
+            if not self._scratch:
+                conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.candidates USING fts5({columns}, "
+                             "tokenize = 'porter unicode61 remove_diacritics 2')")
+                self._scratch = True
+            conn.execute("DELETE FROM temp.candidates")
+            conn.execute(f"INSERT INTO temp.candidates(rowid, {columns}) SELECT rowid, {columns} "
+                         f"FROM main.snippets_fts WHERE rowid IN ({','.join(map(str, rowids))})")
+            for i, unit in enumerate(plan.units):
+                if not unit.known:
+                    continue
+                last = prefix and unit is plan.units[-1]
+                tries = [(f"{{{' '.join(cols)}}} : ({unit.expression(prefix=last)})", value)
+                         for cols, value in FIELD_GROUPS]
+                if unit.related:
+                    tries.append((unit.expression(expanded=True, prefix=last),
+                                  RELATED_CREDIT * FIELD_GROUPS[-1][1]))
+                for expression, value in tries:
+                    for (rowid,) in conn.execute(
+                            "SELECT rowid FROM temp.candidates WHERE candidates MATCH ?", (expression,)):
+                        out[rowid][i] = max(out[rowid].get(i, 0.0), value)
+        return out
 
     def _ranked(
         self, expression: str, extra: str, params: list[Any], want: int, filtered: bool
-    ) -> list[tuple[str, str, float, str, int]]:
-        """(id, data, score, code_sha256, rowid) of the best ``want`` matches, best first.
+    ) -> list[tuple[str, str, float, str, int, float]]:
+        """(id, data, score, code_sha256, rowid, bm25) of the best ``want`` matches, best first.
 
         Text relevance picks the candidates (the best ``CANDIDATES`` by BM25),
         then trust re-ranks them. A query whose words are so common that more
@@ -849,13 +939,13 @@ class Library:
             inner = (f"SELECT snippets_fts.rowid AS rowid, {bm25} AS b FROM snippets_fts "
                      f"JOIN snippets s ON s.rowid = snippets_fts.rowid WHERE snippets_fts MATCH ?{extra} "
                      f"ORDER BY snippets_fts.rowid DESC LIMIT {SCAN_CAP}")
-            sql = (f"SELECT s.id, NULL, -c.b * s.trust AS score, s.code_sha256, s.rowid FROM ({inner}) AS c "
+            sql = (f"SELECT s.id, NULL, -c.b * s.trust AS score, s.code_sha256, s.rowid, -c.b FROM ({inner}) AS c "
                    "JOIN snippets s ON s.rowid = c.rowid ORDER BY score DESC, s.trust DESC, s.id LIMIT ?")
             return self._read(sql, [expression, *params, want * 2])
         inner = (f"SELECT rowid, {bm25} AS b FROM snippets_fts WHERE snippets_fts MATCH ? "
                  f"ORDER BY rowid DESC LIMIT {SCAN_CAP}")
         sql = (
-            f"SELECT s.id, NULL, -c.b * s.trust AS score, s.code_sha256, s.rowid FROM "
+            f"SELECT s.id, NULL, -c.b * s.trust AS score, s.code_sha256, s.rowid, -c.b FROM "
             f"(SELECT rowid, b FROM ({inner}) ORDER BY b LIMIT {max(CANDIDATES, want * 3)}) AS c "
             f"JOIN snippets s ON s.rowid = c.rowid WHERE 1{extra} "
             "ORDER BY score DESC, s.trust DESC, s.id LIMIT ?"

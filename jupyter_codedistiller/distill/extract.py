@@ -54,7 +54,7 @@ EXTRACTOR_VERSION = "3"
 """Bump when extraction or assembly changes what a file yields: sources are then re-extracted in full."""
 
 SUMMARY_CHARS = 300
-CONTEXT_CHARS = 4000
+CONTEXT_CHARS = 1200
 
 EXAMPLE_DIRS = frozenset({"examples", "example", "tutorials", "tutorial", "scripts", "gallery"})
 DOC_DIRS = frozenset({"docs", "doc", "documentation"})
