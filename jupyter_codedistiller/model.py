@@ -222,6 +222,8 @@ class Snippet:
     lifecycle: str = "active"
     created: str | None = None
     updated: str | None = None
+    # near-duplicates of this snippet in the same source, merged into it: {path, anchor, line_start, line_end}
+    also_at: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _check(self.lifecycle, LIFECYCLES, "lifecycle")
@@ -281,6 +283,7 @@ class Snippet:
                 tags=list(data.get("tags") or []),
                 imports=list(data.get("imports") or []),
                 requirements=dict(data.get("requirements") or {}),
+                also_at=list(data.get("also_at") or []),
             )
             snippet = cls(**values)
         except (TypeError, AttributeError) as exc:  # AttributeError: a part that is not an object

@@ -412,15 +412,15 @@ def walkthrough_notebook() -> bytes:
 def test_notebook_sections_under_headings() -> None:
     result = extract_file("notebooks/walkthrough.ipynb", walkthrough_notebook())
     found = by_anchor(result)
-    assert list(found) == ["nb:load-the-trial-data:1", "nb:summaries:1"]
+    assert list(found) == ["nb:load-the-trial-data:1", "nb:summaries:1", "nb:pipeline"]
 
     load = found["nb:load-the-trial-data:1"]
     assert load.kind == "notebook" and load.origin == "assembled"
     assert load.title == "Load the trial data" and load.summary == "One row per patient."
     assert (load.line_start, load.line_end) == (4, 5)  # cell numbers
     assert "%matplotlib" not in load.code and "!ls" not in load.code
-    assert load.code.startswith("import pandas as pd\nimport numpy as np\n")
-    assert load.imports == ["numpy", "pandas"]
+    assert load.code.startswith("import pandas as pd\n\ntrial = pd.DataFrame")  # not numpy: unused
+    assert load.imports == ["pandas"]
 
     summaries = found["nb:summaries:1"]
     assert "echo" not in summaries.code and "trial.plot((" not in summaries.code
@@ -489,14 +489,18 @@ spread = {arm: max(values) - min(values) for arm, values in arms.items()}
 def test_gallery_script_cells() -> None:
     result = extract_file("examples/plot_km_groups.py", GALLERY.encode())
     found = by_anchor(result)
-    assert list(found) == ["cell:simulate-durations", "cell:compare-medians", "cell:1", "cell:plot-the-spread"]
-    assert {c.kind for c in result.candidates} == {"gallery-cell"}
+    assert list(found) == ["cell:simulate-durations", "cell:compare-medians", "cell:1",
+                           "cell:plot-the-spread", "pipeline"]
+    assert {c.kind for c in result.candidates[:-1]} == {"gallery-cell"}
+    pipeline = found["pipeline"]  # the whole script, as it is
+    assert (pipeline.kind, pipeline.origin, pipeline.code) == ("script", "verbatim", GALLERY)
+    assert pipeline.title == "Kaplan-Meier curves by group"
 
     simulate = found["cell:simulate-durations"]
     assert simulate.title == "Simulate durations"
     assert simulate.summary == "Exponential durations for two arms."
     assert simulate.origin == "assembled"
-    assert simulate.code.startswith("import random\nimport statistics\n\nrng = random.Random(0)")
+    assert simulate.code.startswith("import random\n\nrng = random.Random(0)")  # only the import it uses
     medians = found["cell:compare-medians"]
     assert medians.title == "Compare medians" and medians.summary == "The median duration per arm."
     assert "rng.expovariate" in medians.code and medians.imports == ["random", "statistics"]

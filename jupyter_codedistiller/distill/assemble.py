@@ -1,11 +1,13 @@
 """Assembly: make one block of a document run on its own.
 
 Documentation is a story: a later block uses names defined blocks earlier
-(``df = load_waltons()`` three blocks up). ``assemble(blocks, i)`` prepends
-the minimal earlier blocks of the same document that define the names block
-``i`` uses -- transitively, imports counting as definitions, builtins never
-needed -- and, for a name bound by assignment, the blocks in between that
-update that object in place (``kmf.fit(T, E)`` before ``kmf.plot()``).
+(``df = load_waltons()`` three blocks up). ``Document(blocks).assemble(i)``
+prepends the fewest earlier *statements* of the same document that define the
+names block ``i`` uses -- transitively, imports counting as definitions,
+builtins never needed -- and, for a name bound by assignment, the statements
+in between that update that object in place (``kmf.fit(T, E)`` before
+``kmf.plot()``). A block that would need more than ``MAX_CONTEXT_LINES``
+earlier lines is not assembled but marked ``needs too much context``.
 
 Blocks hold runnable Python: ``strip_prompts`` turns a ``>>>`` or IPython
 session into code, dropping prompts and printed output.
@@ -16,7 +18,10 @@ from __future__ import annotations
 import ast
 import builtins
 import re
+from bisect import bisect_left
 from dataclasses import dataclass, field
+
+from .imports import imports_from_tree
 
 BUILTIN_NAMES = frozenset(dir(builtins)) | {
     "__builtins__",
@@ -27,6 +32,14 @@ BUILTIN_NAMES = frozenset(dir(builtins)) | {
     "__package__",
     "__spec__",
 }
+
+
+# Methods that only read or show an object (and ``plot*``/``print*`` ones): calling one is not an
+# update a later block depends on.
+READ_ONLY_METHODS = frozenset({
+    "head", "tail", "describe", "info", "summary", "print_summary", "show", "to_string",
+    "__repr__", "__str__", "items", "keys", "values", "get", "count", "index", "copy",
+})
 
 
 @dataclass(frozen=True)
@@ -73,6 +86,22 @@ def _root_name(node: ast.AST) -> str | None:
     while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
         node = node.func if isinstance(node, ast.Call) else node.value
     return node.id if isinstance(node, ast.Name) else None
+
+
+def _updating_call(node: ast.expr) -> bool:
+    """True when a method chain calls a method that may update its object (not only read, plot, print)."""
+    while True:
+        if isinstance(node, ast.Call):
+            if not isinstance(node.func, ast.Attribute):
+                return False
+            attr = node.func.attr
+            if attr not in READ_ONLY_METHODS and not attr.startswith(("plot", "print")):
+                return True
+            node = node.func.value
+        elif isinstance(node, (ast.Attribute, ast.Subscript)):
+            node = node.value
+        else:
+            return False
 
 
 class _Names(ast.NodeVisitor):
@@ -179,9 +208,7 @@ class _Names(ast.NodeVisitor):
 
     def visit_Expr(self, node: ast.Expr) -> None:
         value = node.value.value if isinstance(node.value, ast.Await) else node.value
-        if self.module_level and isinstance(value, ast.Call) and isinstance(
-            value.func, ast.Attribute
-        ):
+        if self.module_level and isinstance(value, ast.Call) and _updating_call(value):
             root = _root_name(value.func)
             if root:
                 self.modifies.add(root)
@@ -283,46 +310,169 @@ def analyse(tree: ast.Module) -> Analysis:
     )
 
 
+MAX_CONTEXT_LINES = 30
+"""A block needing more earlier lines than this is not assembled: it is ``skipped: needs too much context``."""
+
+@dataclass(frozen=True)
+class Statement:
+    """One top-level statement of a block: where it is and what it binds and needs."""
+
+    block: int
+    first: int  # 1-based line range in the block's code, decorators included
+    last: int
+    analysis: Analysis
+
+    @property
+    def lines(self) -> int:
+        return self.last - self.first + 1
+
+
+@dataclass
+class Assembly:
+    """A block made to run alone: its code, how many lines came from earlier, what it imports."""
+
+    code: str
+    context_lines: int = 0
+    imports: list[str] = field(default_factory=list)
+    skipped: str = ""  # why the block was not assembled (it then holds only its own code)
+
+    @property
+    def assembled(self) -> bool:
+        return self.context_lines > 0
+
+
+class Document:
+    """The blocks of one document, their top-level statements indexed once by the names they touch.
+
+    ``assemble(i)`` takes the fewest earlier statements block ``i`` needs:
+    for each name it uses, the latest statement before it that binds the name
+    (an import brings its import line, not the block around it), transitively,
+    and for a name bound by assignment the statements in between that update
+    the object in place. A name nobody binds brings the document's star-import
+    lines (one line each). Work per block is bounded by the context cap, so a
+    document costs time linear in its size.
+    """
+
+    def __init__(self, blocks: list[Block]) -> None:
+        self.blocks = blocks
+        self.statements: list[Statement] = []
+        self.starts: list[int] = []  # index of each block's first statement
+        self.defines: dict[str, list[int]] = {}
+        self.modifies: dict[str, list[int]] = {}
+        self.stars: list[int] = []
+        self.trees: dict[int, ast.stmt] = {}
+        self._lines: dict[int, list[str]] = {}  # each block's code lines, split once
+        for b, block in enumerate(blocks):
+            self.starts.append(len(self.statements))
+            try:
+                body = block.tree.body
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                continue
+            for node in body:
+                first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+                try:
+                    facts = analyse(ast.Module(body=[node], type_ignores=[]))
+                except RecursionError:
+                    facts = Analysis(frozenset(), frozenset(), frozenset(), frozenset(), False)
+                pos = len(self.statements)
+                self.statements.append(Statement(b, first, node.end_lineno or node.lineno, facts))
+                self.trees[pos] = node
+                for name in facts.defines:
+                    self.defines.setdefault(name, []).append(pos)
+                for name in facts.modifies:
+                    self.modifies.setdefault(name, []).append(pos)
+                if facts.star:
+                    self.stars.append(pos)
+
+    def _latest(self, positions: list[int] | None, before: int) -> int | None:
+        if not positions:
+            return None
+        k = bisect_left(positions, before)
+        return positions[k - 1] if k else None
+
+    def needed(self, index: int, cap: int = MAX_CONTEXT_LINES) -> list[int] | None:
+        """Positions of the earlier statements block ``index`` needs, in order; None when over ``cap`` lines."""
+        start = self.starts[index]
+        chosen: set[int] = set()
+        lines = 0
+        work: list[tuple[int, str]] = [(start, n) for n in self.blocks[index].analysis.needs]
+        seen: set[tuple[int, str]] = set()
+        while work:
+            pos, name = work.pop()
+            if (pos, name) in seen:
+                continue
+            seen.add((pos, name))
+            found = self._latest(self.defines.get(name), pos)
+            take: list[int] = []
+            if found is None:
+                take = self.stars[: bisect_left(self.stars, pos)]
+            else:
+                take.append(found)
+                if name not in self.statements[found].analysis.imported:
+                    updates = self.modifies.get(name, [])
+                    lo, hi = bisect_left(updates, found + 1), bisect_left(updates, pos)
+                    if hi - lo > cap:
+                        return None
+                    take.extend(updates[lo:hi])
+            for k in take:
+                if k in chosen:
+                    continue
+                chosen.add(k)
+                lines += self.statements[k].lines
+                if lines > cap:
+                    return None
+                work.extend((k, n) for n in self.statements[k].analysis.needs)
+        return sorted(chosen)
+
+    def assemble(self, index: int, cap: int = MAX_CONTEXT_LINES) -> Assembly:
+        """Block ``index`` preceded by the earlier statements it needs (see the class docstring)."""
+        alone = self.own(index)
+        own, imports = alone.code.strip("\n"), set(alone.imports)
+        needed = self.needed(index, cap)
+        if needed is None:
+            return Assembly(own + "\n", 0, sorted(imports),
+                            f"needs too much context: over {cap} lines from earlier in the document")
+        groups: list[list[str]] = []  # the lines taken from each earlier block, in order
+        current, lines_of, last_line = -1, [], 0
+        for pos in needed:
+            statement = self.statements[pos]
+            imports.update(imports_from_tree(self.trees[pos]))
+            if statement.block != current:
+                current, last_line = statement.block, 0
+                lines_of = self._lines.get(current) or self._lines.setdefault(
+                    current, self.blocks[current].code.split("\n"))
+                groups.append([])
+            for number in range(max(statement.first, last_line + 1), statement.last + 1):
+                groups[-1].append(lines_of[number - 1])
+            last_line = max(last_line, statement.last)
+        context = ["\n".join(group) for group in groups]
+        code = "\n\n".join(context + [own]) + "\n"
+        return Assembly(code, sum(len(g) for g in groups), sorted(imports))
+
+    def own(self, index: int) -> Assembly:
+        """Block ``index`` exactly as it is, with the modules it imports."""
+        block = self.blocks[index]
+        try:
+            imports = imports_from_tree(block.tree)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            imports = []
+        return Assembly(block.code.strip("\n") + "\n", 0, imports)
+
+    def needed_blocks(self, index: int) -> list[int]:
+        """Indices of the earlier blocks that give block ``index`` a statement (no cap)."""
+        needed = self.needed(index, cap=1 << 30) or []
+        return sorted({self.statements[k].block for k in needed})
+
+
 def needed_blocks(blocks: list[Block], index: int) -> list[int]:
-    """Indices of the earlier blocks block ``index`` needs to run alone, in document order."""
-    chosen: set[int] = set()
-    work: list[tuple[int, str]] = []
-    seen: set[tuple[int, str]] = set()
-
-    def choose(k: int) -> None:
-        if k not in chosen:
-            chosen.add(k)
-            work.extend((k, name) for name in blocks[k].analysis.needs)
-
-    work.extend((index, name) for name in blocks[index].analysis.needs)
-    while work:
-        pos, name = work.pop()
-        if (pos, name) in seen:
-            continue
-        seen.add((pos, name))
-        for j in range(pos - 1, -1, -1):
-            facts = blocks[j].analysis
-            if name in facts.defines:
-                choose(j)
-                if name not in facts.imported:
-                    for k in range(j + 1, pos):
-                        if name in blocks[k].analysis.modifies:
-                            choose(k)
-                break
-        else:
-            for j in range(pos - 1, -1, -1):
-                if blocks[j].analysis.star:
-                    choose(j)
-                    break
-    chosen.discard(index)
-    return sorted(chosen)
+    """Indices of the earlier blocks block ``index`` takes statements from, in document order."""
+    return Document(blocks).needed_blocks(index)
 
 
 def assemble(blocks: list[Block], index: int) -> tuple[str, bool]:
-    """Code of block ``index`` preceded by the earlier blocks it needs; True when any were added."""
-    parts = [blocks[k].code.strip("\n") for k in needed_blocks(blocks, index)]
-    parts.append(blocks[index].code.strip("\n"))
-    return "\n\n".join(parts) + "\n", len(parts) > 1
+    """Code of block ``index`` preceded by the earlier statements it needs; True when any were added."""
+    result = Document(blocks).assemble(index, cap=1 << 30)
+    return result.code, result.assembled
 
 
 PROMPT = re.compile(r"^\s*(?:>>>|In \[\d*\]:)(?: |$)")
@@ -337,11 +487,33 @@ def is_session(text: str) -> bool:
     return False
 
 
+def _without_directive(code: str) -> tuple[str, bool]:
+    """``code`` without a trailing ``# doctest: ...`` comment; True when that comment says +SKIP."""
+    k = code.find("doctest:")
+    if k < 0:
+        return code, False
+    head = code[:k].rstrip()
+    if not head.endswith("#"):
+        return code, False
+    return head[:-1].rstrip(), "+SKIP" in code[k:]
+
+
+def _parses(lines: list[str]) -> bool:
+    try:
+        ast.parse("\n".join(lines))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return True
+
+
 def session_lines(lines: list[str]) -> list[tuple[int, str]]:
     """Code lines of a ``>>>``/IPython session as (offset in ``lines``, code), outputs dropped.
 
     A statement whose expected output is a traceback is dropped with that
-    output: it demonstrates an error, and would make the snippet fail.
+    output: it demonstrates an error, and would make the snippet fail. So is a
+    statement marked ``# doctest: +SKIP`` (doctest never runs it); other
+    directive comments are removed. ``...`` lines after a complete one-line
+    statement are its ``+ELLIPSIS`` output, not a continuation.
     """
     statements: list[list[tuple[int, str]]] = []
     raises: list[bool] = []
@@ -349,8 +521,9 @@ def session_lines(lines: list[str]) -> list[tuple[int, str]]:
     for offset, line in enumerate(lines):
         prompt = PROMPT.match(line)
         if prompt:
-            statements.append([(offset, line[prompt.end() :])])
-            raises.append(False)
+            code, skip = _without_directive(line[prompt.end() :])
+            statements.append([(offset, code)])
+            raises.append(skip)
             in_code = True
             continue
         prompt = _PS2.match(line) if in_code else None
@@ -362,8 +535,13 @@ def session_lines(lines: list[str]) -> list[tuple[int, str]]:
         in_code = False  # an output line ends the statement above it
     code: list[tuple[int, str]] = []
     for statement, raised in zip(statements, raises, strict=True):
-        if not raised:
-            code.extend(statement)
+        if raised:
+            continue
+        if len(statement) > 1:
+            texts = [text for _, text in statement]
+            if not _parses(texts) and _parses(texts[:1]):
+                statement = statement[:1]  # the "..." lines were +ELLIPSIS output
+        code.extend(statement)
     return code
 
 

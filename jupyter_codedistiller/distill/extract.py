@@ -35,12 +35,11 @@ from dataclasses import dataclass, field
 from jupyter_codedistiller.distill.assemble import (
     PROMPT,
     Block,
-    assemble,
+    Document,
     is_session,
     session_lines,
 )
 from jupyter_codedistiller.distill.candidates import Candidate
-from jupyter_codedistiller.distill.imports import imports_of
 from jupyter_codedistiller.distill.secrets import contains_secret
 from jupyter_codedistiller.titles import docstring_title
 
@@ -50,7 +49,7 @@ MAX_FILE_BYTES = 1_000_000
 FILE_SECONDS = 10.0
 """Extraction of one file taking longer than this stops with a problem line (the time budget)."""
 
-EXTRACTOR_VERSION = "3"
+EXTRACTOR_VERSION = "4"
 """Bump when extraction or assembly changes what a file yields: sources are then re-extracted in full."""
 
 SUMMARY_CHARS = 300
@@ -101,6 +100,7 @@ class _Found:
     summary: str = ""
     api: str = ""
     context: str = ""
+    alone: bool = False  # runs as it is (a whole pipeline): never assembled with earlier blocks
 
 
 # ---------------------------------------------------------------- which files
@@ -183,16 +183,82 @@ def extract_file(path: str, data: bytes, *, seconds: float | None = None) -> Ext
     return result
 
 
+NEAR_DUPLICATE = 0.9
+"""Two candidates whose sets of code lines overlap this much (Jaccard) are one example."""
+
+_COMMON_LINE = 50  # a line in more candidates than this ("import numpy as np") proposes no pairs
+
+
+def code_lines(code: str) -> frozenset[str]:
+    """The code's distinct lines, whitespace-normalised, blank and comment-only lines left out."""
+    lines = (" ".join(line.split()) for line in code.split("\n"))
+    return frozenset(line for line in lines if line and not line.startswith("#"))
+
+
+def similarity(a: frozenset[str], b: frozenset[str]) -> float:
+    """Jaccard similarity of two line sets (1.0 for two empty ones)."""
+    union = len(a | b)
+    return len(a & b) / union if union else 1.0
+
+
+def own_share(candidate: Candidate) -> float:
+    """The share of a candidate's lines that are its own (not set-up taken from earlier)."""
+    total = max(1, candidate.code.count("\n"))
+    return 1.0 - min(candidate.context_lines, total) / total
+
+
+def _place(candidate: Candidate) -> dict:
+    return {"path": candidate.path, "anchor": candidate.anchor,
+            "line_start": candidate.line_start, "line_end": candidate.line_end}
+
+
 def dedupe(candidates: list[Candidate]) -> list[Candidate]:
-    """The candidates with repeated code (whitespace aside) removed, first occurrence kept."""
-    seen: set[str] = set()
-    kept: list[Candidate] = []
+    """The candidates with near-duplicates merged: one kept, the others listed in its ``also_at``.
+
+    Same code (whitespace aside) or line sets at least ``NEAR_DUPLICATE``
+    similar count as one example; the kept one is the one that loses least
+    (more distinct lines), then the one with the larger share of its own
+    lines, then the earliest. Pairs are only compared when they share a line
+    few candidates have, so the cost stays linear.
+    """
+    kept: list[Candidate | None] = []
+    sets: list[frozenset[str]] = []
+    by_text: dict[str, int] = {}
+    by_line: dict[str, list[int]] = {}
     for candidate in candidates:
-        key = " ".join(candidate.code.split())
-        if key not in seen:
-            seen.add(key)
+        text = " ".join(candidate.code.split())
+        lines = code_lines(candidate.code)
+        match = by_text.get(text)
+        if match is None:
+            tried: set[int] = set()
+            for line in lines:
+                holders = by_line.get(line, ())
+                if len(holders) > _COMMON_LINE:
+                    continue
+                for k in holders:
+                    if k not in tried and kept[k] is not None:
+                        tried.add(k)
+                        if similarity(lines, sets[k]) >= NEAR_DUPLICATE:
+                            match = k
+                            break
+                if match is not None:
+                    break
+        if match is None:
+            index = len(kept)
             kept.append(candidate)
-    return kept
+            sets.append(lines)
+            by_text[text] = index
+            for line in lines:
+                by_line.setdefault(line, []).append(index)
+            continue
+        old = kept[match]
+        assert old is not None
+        if (len(lines), own_share(candidate)) > (len(sets[match]), own_share(old)):
+            candidate.also_at = [*old.also_at, _place(old), *candidate.also_at]
+            kept[match], sets[match] = candidate, lines
+        else:
+            old.also_at.extend([_place(candidate), *candidate.also_at])
+    return [c for c in kept if c is not None]
 
 
 def _decode(path: str, data: bytes, result: ExtractResult) -> str | None:
@@ -236,29 +302,31 @@ def _extract_text(path: str, text: str, result: ExtractResult) -> None:
 
 def _emit(path: str, found: list[_Found], result: ExtractResult) -> None:
     """Assemble each anchored block with the blocks before it and keep it unless it holds a secret."""
-    blocks = [f.block for f in found]
+    document = Document([f.block for f in found])
     for i, item in enumerate(found):
         check_budget()
         if not item.anchor:
             continue
-        code, assembled = assemble(blocks, i)
-        if contains_secret(code):
+        made = document.own(i) if item.alone else document.assemble(i)
+        if contains_secret(made.code):
             result.secrets += 1
             continue
         result.candidates.append(
             Candidate(
                 path=path,
                 anchor=item.anchor,
-                code=code,
+                code=made.code,
                 kind=item.kind,
                 title=item.title,
                 summary=item.summary,
                 line_start=item.block.line_start,
                 line_end=item.block.line_end,
-                origin="assembled" if assembled else "verbatim",
-                imports=imports_of(code),
                 api=item.api,
                 context=item.context,
+                origin="assembled" if made.assembled else "verbatim",
+                imports=made.imports,
+                context_lines=made.context_lines,
+                skipped=made.skipped,
             )
         )
 
@@ -318,7 +386,55 @@ def _make_block(numbered: list[tuple[int, str]]) -> tuple[Block | None, str]:
         block.tree  # noqa: B018 -- parse now, cached on the block
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         return None, getattr(exc, "msg", None) or str(exc) or type(exc).__name__
+    dropped = documented_output(block.tree, code.split("\n"))
+    if dropped:
+        kept = [pair for k, pair in enumerate(numbered) if k not in dropped]
+        return _make_block(kept) if any(t.strip() for _, t in kept) else (None, "")
     return block, ""
+
+
+_OUTPUT_COMMENT = re.compile(r"(?i)^\s*#\s*(?:>|out(?:put)?\s*(?:\[\d*\])?\s*:|results?\s*:|prints?\s*:)")
+_SHOWS = frozenset({"print", "display", "pprint", "print_summary", "summary", "head", "tail",
+                    "describe", "info", "show"})
+
+
+def _shows_output(node: ast.stmt) -> bool:
+    """True for a statement that prints or displays: ``print(x)``, ``df.head()``, a bare ``df``."""
+    if not isinstance(node, ast.Expr):
+        return False
+    value = node.value
+    if isinstance(value, (ast.Name, ast.Attribute, ast.Subscript)):
+        return True
+    if isinstance(value, ast.Call):
+        func = value.func
+        name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+        return name in _SHOWS
+    return False
+
+
+def documented_output(tree: ast.Module, lines: list[str]) -> set[int]:
+    """0-based lines of ``lines`` that show output rather than code: stale printed results.
+
+    A bare string right after a statement that prints (``cph.print_summary()``
+    then ``\"\"\"<lifelines.CoxPHFitter: ...>\"\"\"``) and comment lines that say they are
+    output (``#> 0.42``, ``# Output:`` and the comment lines after it).
+    """
+    dropped: set[int] = set()
+    body = tree.body
+    for before, node in zip(body, body[1:], strict=False):
+        if (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str) and _shows_output(before)):
+            dropped.update(range(node.lineno - 1, (node.end_lineno or node.lineno)))
+    header = False
+    for k, line in enumerate(lines):
+        stripped = line.lstrip()
+        if not stripped.startswith("#"):
+            header = False
+            continue
+        if header or _OUTPUT_COMMENT.match(line):
+            dropped.add(k)
+            header = header or not stripped[1:].lstrip().startswith(">")
+    return dropped
 
 
 def _code_block(
@@ -760,7 +876,17 @@ def _notebook(path: str, text: str, result: ExtractResult) -> list[_Found]:
             item.title = section["heading"] or title or _humanise(path)
             item.summary = _shorten(section["summary"] or title or item.title)
         found.append(item)
+    cells = [cell for section in sections for cell in section["cells"]]
+    if sum(1 for item in found if item.anchor) > 1:
+        block = Block("\n".join(code for _, code in cells), cells[0][0], cells[-1][0])
+        first = next((s["summary"] for s in sections if s["summary"]), "")
+        found.append(_pipeline(block, "notebook", "nb:pipeline", title or _humanise(path), first))
     return found
+
+
+def _pipeline(block: Block, kind: str, anchor: str, title: str, summary: str) -> _Found:
+    """The whole notebook or gallery script as one snippet, run as it is."""
+    return _Found(block, kind, anchor, title, _shorten(summary or title), alone=True)
 
 
 def _first_paragraph(markdown: str) -> str:
@@ -904,6 +1030,10 @@ def _gallery(
             item.anchor = f"cell:{untitled}"
             item.title = f"{title} (cell {untitled})"
             item.summary = _shorten(summary or title)
+    if sum(1 for item in found if item.anchor) > 1:
+        whole, _ = _make_block([(k + 1, line) for k, line in enumerate(lines)])
+        if whole is not None:
+            found.append(_pipeline(whole, "script", "pipeline", title, summary))
     return found
 
 

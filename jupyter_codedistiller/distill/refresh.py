@@ -300,8 +300,10 @@ def _snippet(src: RegisteredSource, plan: Plan, c: Candidate) -> Snippet:
             version=plan.version, license=plan.license, repository=plan.repository,
             source_id=src.id,
         ),
-        origin=Origin(kind=c.origin, details={"extracted_from": c.kind, "anchor": c.anchor}),
-        validation=Validation(status="pending"),
+        origin=Origin(kind=c.origin, details={"extracted_from": c.kind, "anchor": c.anchor,
+                                              "context_lines": c.context_lines}),
+        validation=Validation(status="skipped", reason=c.skipped) if c.skipped else Validation(),
+        also_at=[dict(place) for place in c.also_at],
     )
 
 

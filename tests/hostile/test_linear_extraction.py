@@ -79,6 +79,24 @@ def test_a_long_line_of_spaces_is_linear(case: str, path: str, make: Callable[[i
     assert large < max(30 * small, 0.5), f"{case}: {small:.4f} s at {n:,}, {large:.4f} s at {10 * n:,}"
 
 
+def test_chained_markdown_blocks_are_linear() -> None:
+    n = 300
+    small = seconds_to_extract("README.md", chained_blocks(n), runs=3)
+    large = seconds_to_extract("README.md", chained_blocks(10 * n), runs=1)
+    assert large < max(30 * small, 0.5), f"{small:.3f} s at {n} blocks, {large:.3f} s at {10 * n}"
+
+
+def test_a_long_chain_is_cut_at_the_context_cap_not_prepended() -> None:
+    result = extract_file("README.md", chained_blocks(1500).encode(), seconds=GENEROUS)
+    by_anchor = {c.anchor: c for c in result.candidates}
+    near = by_anchor["md:top:3"]  # x2 = step(x1): needs x1, x0 and step, all within the cap
+    assert not near.skipped and near.code.count("\n") < 12
+    far = by_anchor["md:top:1500"]
+    assert far.skipped.startswith("needs too much context")
+    assert far.code == "x1499 = step(x1498)\n"  # its own line, not a 1,500-block prefix
+    assert max(len(c.code.splitlines()) for c in result.candidates) <= 60
+
+
 def test_the_reported_900_kb_readme_line_finishes() -> None:
     text = "# Intro\n\n" + heading_line(900_000) + "\n```python\nprint('still here')\n```\n"
     started = time.perf_counter()
