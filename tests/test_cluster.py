@@ -132,6 +132,30 @@ def test_killing_a_worker_mid_run_loses_nothing(tmp_path: Path, cluster) -> None
         library.close()
 
 
+def test_losing_the_scheduler_mid_run_ends_the_refresh_with_the_rest_pending(tmp_path: Path, cluster) -> None:
+    library = Library(tmp_path / "home" / "library.db")
+    try:
+        sources.add(library, slow_repo(tmp_path / "lab" / "a", 8, 1.0))
+        sources.add(library, slow_repo(tmp_path / "lab" / "b", 2, 0.1))
+        killed: list[int] = []
+
+        def progress(stage: str, done: int, total: int, detail: str) -> None:
+            if stage == "validate" and done >= 1 and not killed:
+                cluster.kill(cluster.scheduler)
+                killed.append(done)
+
+        report = refresh(library, settings=SETTINGS, cluster=cluster.address, progress=progress)
+        first, second = report.sources
+        assert first.passed >= 1 and first.pending == 8 - first.passed and first.problems
+        assert all("\n" not in p and "could not validate" in p for p in first.problems)
+        assert second.error and "lost the Dask scheduler" in second.error
+        assert library_problems(tmp_path / "home" / "library.db") == []
+        stored = [s.validation.status for s in library.all()]
+        assert stored.count("passed") == first.passed and stored.count("pending") == 10 - first.passed
+    finally:
+        library.close()
+
+
 def test_killing_the_coordinator_mid_run_leaves_a_sound_library_that_resumes(tmp_path: Path, cluster) -> None:
     home = tmp_path / "home"
     library = Library(home / "library.db")

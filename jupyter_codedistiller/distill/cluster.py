@@ -390,6 +390,8 @@ class ClusterExecutor:
 
         if not jobs:
             return
+        if self.client.status != "running":
+            raise ClusterError(f"lost the Dask scheduler at {self.address} ({self.client.status})")
         tick = time.perf_counter()
         archive, root = self.ship(checkout)
 

@@ -572,8 +572,9 @@ def _validate_on(executor: Any, library: Library, src: RegisteredSource,
     results = executor.validate_many(jobs, settings=settings, checkout=checkout)
     for done, (s, outcome) in enumerate(results, 1):
         if isinstance(outcome, Exception):  # lost with its workers too often: left pending
-            rep.problems.append(f"{src.id}: {s.source.path}: could not validate {s.id}: "
-                                f"{type(outcome).__name__}: {str(outcome)[:200]}")
+            first = (str(outcome).strip().splitlines() or [""])[0]
+            rep.problems.append(_printable(f"{src.id}: {s.source.path}: could not validate {s.id}: "
+                                           f"{type(outcome).__name__}: {first[:200]}"))
             rep.pending += 1
         else:
             library.set_validation(s.id, outcome, revision=s.revision)
