@@ -3,7 +3,9 @@
 Reads provenance markers and ``metadata.codedistiller`` (see ``provenance``),
 compares each cell with the library, and reports as JSON, Markdown (ending in
 a methods-ready paragraph and an attribution list) or HTML. Every piece of text
-that came from a repository is escaped in HTML and kept on one line in Markdown.
+that came from a repository or the notebook is escaped: as HTML in HTML, as
+literal one-line text in Markdown (``escapes.markdown_text``: no raw HTML, links
+or markup of its own, no control characters).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from .escapes import markdown_text
 from .library import Library, LibraryError
 from .model import LLM_ORIGINS, Snippet
 from .provenance import METADATA_KEY, inserted_digest, source_record, split_cell
@@ -269,13 +272,13 @@ def _state(e: dict[str, Any]) -> str:
 def to_markdown(report: dict[str, Any]) -> str:
     """The audit as Markdown: totals, one row per cell, methods paragraph, attribution."""
     s = report["summary"]
-    out = [f"# Provenance audit: {_one_line(report['notebook']) or 'notebook'}", "", "## Totals", ""]
+    out = [f"# Provenance audit: {markdown_text(report['notebook']) or 'notebook'}", "", "## Totals", ""]
     out += [
         f"- code cells: {s['code_cells']}; from the library: {s['from_library']}; unknown markers: {s['unknown']}",
         f"- edited since insertion: {s['edited']}; newer revision available: {s['newer_revision']}",
         f"- flagged: {s['flagged']}; retired: {s['retired']}",
-        f"- validation: {', '.join(f'{v} {k}' for k, v in sorted(s['validation'].items())) or 'none'}",
-        f"- review: {', '.join(f'{v} {k}' for k, v in sorted(s['review'].items())) or 'none'}",
+        f"- validation: {markdown_text(', '.join(f'{v} {k}' for k, v in sorted(s['validation'].items())) or 'none')}",
+        f"- review: {markdown_text(', '.join(f'{v} {k}' for k, v in sorted(s['review'].items())) or 'none')}",
         f"- LLM-made: {s['llm']} ({s['llm_unreviewed']} not approved by a person)",
         "", "## Cells", "",
         "| cell | snippet | inserted rev | edited | now | origin | license | notes |",
@@ -288,9 +291,9 @@ def to_markdown(report: dict[str, Any]) -> str:
         edited = {True: "yes", False: "no", None: "unknown"}[e["edited"]]
         cells = [str(e["index"]), e["snippet_id"] or "?", str(e["revision"] or "?"), edited, _state(e), origin,
                  e["license"], "; ".join(e["notes"])]
-        out.append("| " + " | ".join(_one_line(c).replace("|", "\\|") for c in cells) + " |")
-    out += ["", "## Methods", "", methods_paragraph(report), "", "## Attribution", ""]
-    out += [f"- {line}" for line in attribution(report)] or ["- none"]
+        out.append("| " + " | ".join(markdown_text(c) for c in cells) + " |")
+    out += ["", "## Methods", "", markdown_text(methods_paragraph(report)), "", "## Attribution", ""]
+    out += [f"- {markdown_text(line)}" for line in attribution(report)] or ["- none"]
     return "\n".join(out) + "\n"
 
 

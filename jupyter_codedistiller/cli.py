@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
 from .badges import badge_text
+from .escapes import visible, visible_lines
 from .grammar import GrammarError, HelpShown, parse
 from .library import Library, LibraryError, SearchResult
 from .model import Snippet
@@ -34,13 +34,12 @@ def search_filters(args: argparse.Namespace) -> dict[str, Any]:
     return {n: getattr(args, n) for n in Library.FILTERS if getattr(args, n, None)}
 
 
-_UNSHOWABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
 def terminal_text(text: str) -> str:
-    """``text`` with control characters (terminal escapes, bidi overrides) written as escapes:
-    titles, code and outputs come from repositories, and a terminal would obey them."""
-    return _UNSHOWABLE.sub(lambda m: repr(m.group())[1:-1], text)
+    """``text`` as lines for a terminal: each line ``escapes.visible`` (terminal escapes, bidi
+    overrides, tabs written as escapes), so titles, code and outputs from repositories cannot
+    steer the terminal. Only for text whose line breaks are meant; a field that must stay on
+    its line (a title, a file name) goes through ``visible`` itself."""
+    return "\n".join(visible_lines(text))
 
 
 def result_lines(results: list[SearchResult]) -> list[str]:
@@ -57,7 +56,7 @@ def result_lines(results: list[SearchResult]) -> list[str]:
             lines.append(f"     {head.summary}")
         lines.append(f"     {s.id}  {s.source.where()}"
                      + (f"  (lacks: {' '.join(r.missing)})" if r.missing else ""))
-    return [terminal_text(line) for line in lines]
+    return [visible(line) for line in lines]
 
 
 def snippet_text(s: Snippet) -> str:
@@ -75,8 +74,7 @@ def snippet_text(s: Snippet) -> str:
     for f in s.flags:
         state = f"resolved by {f.resolved_by}: {f.resolution}" if f.resolved else "open"
         lines.append(f"flag {f.id} [{f.kind}] {f.reason} ({f.by}, {f.when}; {state})")
-    lines += ["", s.code.rstrip("\n")]
-    return terminal_text("\n".join(lines))
+    return "\n".join([visible(line) for line in lines] + [""] + visible_lines(s.code.rstrip("\n")))
 
 
 def provenance_text(s: Snippet) -> str:
@@ -112,7 +110,7 @@ def provenance_text(s: Snippet) -> str:
     for label, tail in (("stdout", v.stdout_tail), ("stderr", v.stderr_tail)):
         if tail:
             lines.append(f"  {label} (tail):")
-            lines += ["    " + t for t in tail.rstrip("\n").splitlines()[-10:]]
+            lines += ["    " + t for t in visible_lines(tail.rstrip("\n"))[-10:]]
     lines.append(f"review     {s.review.status}")
     for e in s.review.history:
         lines.append(f"  {e.when} {e.status} revision {e.revision} by {e.by}"
@@ -121,7 +119,7 @@ def provenance_text(s: Snippet) -> str:
     for f in s.flags:
         state = f"resolved by {f.resolved_by}: {f.resolution}" if f.resolved else "open"
         lines.append(f"  #{f.id} {f.when} [{f.kind}] {f.reason} by {f.by} ({state})")
-    return terminal_text("\n".join(lines))
+    return "\n".join(visible(line) for line in lines)  # idempotent on the escaped tail lines
 
 
 # ---------------------------------------------------------------- commands
@@ -163,17 +161,17 @@ def cmd_why(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
 
 def cmd_flag(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
     f = lib.flag(args.id, args.reason, kind=args.kind, by=args.by)
-    out.write(f"flag {f.id} raised on {lib.get(args.id).id} by {f.by}\n")
+    out.write(visible(f"flag {f.id} raised on {lib.get(args.id).id} by {f.by}") + "\n")
 
 
 def cmd_resolve(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
     f = lib.resolve_flag(args.id, args.flag, note=args.note, by=args.by)
-    out.write(f"flag {f.id} resolved by {f.resolved_by}\n")
+    out.write(visible(f"flag {f.id} resolved by {f.resolved_by}") + "\n")
 
 
 def cmd_review(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
     e = lib.review(args.id, "approved" if args.approve else "rejected", note=args.note, by=args.by)
-    out.write(f"revision {e.revision} of {lib.get(args.id).id} {e.status} by {e.by}\n")
+    out.write(visible(f"revision {e.revision} of {lib.get(args.id).id} {e.status} by {e.by}") + "\n")
 
 
 def cmd_export(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
@@ -236,7 +234,7 @@ def status_text(st: dict[str, Any]) -> str:
         pin = src.get("last_commit") or src.get("last_version") or "never distilled"
         lines.append(f"  {src['id']:<20} {src['state']:<7} {pin}  {src.get('last_refresh') or ''}")
     lines += [f"{key:<10} {progress_line(value)}" for key, value in st["progress"].items()]
-    return "\n".join(lines) + "\n"
+    return "\n".join(visible(line) for line in lines) + "\n"
 
 
 RESTING = ("idle", "sleeping", "stopped", "done")
@@ -277,15 +275,15 @@ def cmd_add(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
         head = (src.settings.get("head_at_add") or "")[:12]
         what = f"{src.url} at {head}" + (f" on {src.settings['ref']}" if src.settings.get("ref")
                                          else "")
-    out.write(f"added {src.kind} source {src.id}: {what}, license {src.license}; "
-              f"distil it with `{args.prog} refresh {src.id}`\n")
+    out.write(visible(f"added {src.kind} source {src.id}: {what}, license {src.license}; "
+                      f"distil it with `{args.prog} refresh {src.id}`") + "\n")
 
 
 def cmd_remove(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
     from .distill import sources
 
     n = sources.remove(lib, args.source)
-    out.write(f"removed source {args.source}; {n} snippets retired (kept for audits)\n")
+    out.write(visible(f"removed source {args.source}; {n} snippets retired (kept for audits)") + "\n")
 
 
 def cmd_sources(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
@@ -301,11 +299,11 @@ def cmd_sources(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
         return
     for r in rows:
         pin = r["pin"][:12] if r["pin"] else "never distilled"
-        out.write(f"{r['id']:<20} {r['kind']:<8} {r['state']:<6} {pin:<15} "
-                  f"{r['last_refresh'] or '-':<26} {r['url']}\n")
+        out.write(visible(f"{r['id']:<20} {r['kind']:<8} {r['state']:<6} {pin:<15} "
+                          f"{r['last_refresh'] or '-':<26} {r['url']}") + "\n")
         if r["last_error"]:
-            out.write(f"{'':<20} error: {r['last_error']}"
-                      + (f" ({r['last_error_when']})" if r["last_error_when"] else "") + "\n")
+            out.write(visible(f"{'':<20} error: {r['last_error']}"
+                              + (f" ({r['last_error_when']})" if r["last_error_when"] else "")) + "\n")
 
 
 class TerminalProgress:
@@ -359,9 +357,9 @@ def cluster_address(lib: Library, args: argparse.Namespace) -> str | None:
 
 def report_lines(report: Any, out: TextIO) -> None:
     """Write a refresh or LLM report: its summary, then one line per problem."""
-    out.write(report.summary() + "\n")
+    out.write(terminal_text(report.summary()) + "\n")
     for problem in report.problems:
-        out.write(f"  {problem}\n")
+        out.write(f"  {visible(problem)}\n")
 
 
 def _raise_errors(report: Any) -> None:
@@ -382,7 +380,7 @@ def run_refresh(lib: Library, args: argparse.Namespace, out: TextIO, progress: A
         try:
             llm = LLMConfig.resolve(lib.path.parent)
         except LLMUnavailable as exc:  # the static refresh goes on without it
-            print(f"{PROG}: {exc}", file=sys.stderr)
+            print(visible(f"{PROG}: {exc}"), file=sys.stderr)
     report = refresh(lib, args.sources or None, workers=args.workers,
                      validate=not args.no_validate, settings=settings, progress=progress,
                      cluster=cluster_address(lib, args))
@@ -446,7 +444,7 @@ def cmd_insert(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
     if blockers and not args.force:
         raise CommandError(f"{s.id} not inserted: {'; '.join(blockers)}; use --force to insert anyway")
     for warning in insert_warnings(s):
-        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+        print(visible(f"{PROG}: warning: {warning}"), file=sys.stderr)
     out.write(cell_source(s) + "\n")
 
 
@@ -541,7 +539,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         out.write(shown.text)
         return 0
     except GrammarError as exc:
-        print(f"{exc}", file=sys.stderr)
+        print(visible(exc), file=sys.stderr)
         return 2
     handler = COMMANDS.get(args.command)
     if handler is None:
@@ -551,7 +549,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         with Library.open(args.home) as lib:
             handler(lib, args, out)
     except (LibraryError, CommandError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(visible(f"{PROG}: error: {exc}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

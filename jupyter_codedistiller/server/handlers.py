@@ -130,6 +130,10 @@ class Field:
 
 def checked_fields(body: dict[str, Any], spec: dict[str, Field]) -> dict[str, Any]:
     """``body`` checked against ``spec``: no unknown fields, required ones present, types right."""
+    named = sorted((set(body) & IDENTITY_FIELDS) - set(spec))
+    if named:
+        raise ApiError(400, f"field {named[0]!r} is not accepted: the acting person is the "
+                            "signed-in Jupyter user")
     unknown = sorted(set(body) - set(spec))
     if unknown:
         raise ApiError(400, f"unknown field {unknown[0]!r}; expected {', '.join(spec)}")
@@ -166,17 +170,17 @@ def checked_fields(body: dict[str, Any], spec: dict[str, Field]) -> dict[str, An
     return out
 
 
-BY = Field("text", max_length=200, nonblank=True)
+# Who flags, resolves or reviews is the authenticated Jupyter user (``acting_person``),
+# never a field of the request: a client naming someone else is refused.
+IDENTITY_FIELDS = frozenset({"by", "user", "reviewer", "resolved_by"})
 FLAG_FIELDS = {
     "kind": Field("text", required=True, choices=FLAG_KINDS),
     "reason": Field("text", required=True, nonblank=True),
-    "by": BY,
 }
-RESOLVE_FIELDS = {"note": Field("text"), "by": BY}
+RESOLVE_FIELDS = {"note": Field("text")}
 REVIEW_FIELDS = {
     "status": Field("text", required=True, choices=("approved", "rejected")),
     "note": Field("text"),
-    "by": BY,
     "revision": Field("integer"),
 }
 SOURCE_FIELDS = {
@@ -247,10 +251,9 @@ class BaseHandler(APIHandler):
             raise ApiError(400, "not a snippet id")
         return raw
 
-    def acting_person(self, by: str | None) -> str | None:
-        """``by`` if given, else the Jupyter user's name; None lets the library decide."""
-        if by and by.strip():
-            return by.strip()
+    def acting_person(self) -> str | None:
+        """The authenticated Jupyter user's name; None (a shared token) lets the library
+        decide (the server's own acting person). Never anything the request says."""
         user = self.current_user
         name = getattr(user, "name", None) or getattr(user, "username", None)
         if not isinstance(name, str) or not name.strip():
@@ -344,7 +347,7 @@ class FlagsHandler(BaseHandler):
     async def post(self, snippet_id: str) -> None:
         sid = self.snippet_id(snippet_id)
         body = self.json_body(FLAG_FIELDS)
-        by = self.acting_person(body.get("by"))
+        by = self.acting_person()
 
         def flag(lib: Library) -> dict[str, Any]:
             f = lib.flag(sid, body["reason"], kind=body["kind"], by=by)
@@ -363,7 +366,7 @@ class ResolveFlagHandler(BaseHandler):
         if not re.fullmatch(r"[1-9][0-9]{0,15}", flag_id):
             raise ApiError(400, "flag id must be a whole number of at least 1")
         body = self.json_body(RESOLVE_FIELDS)
-        by = self.acting_person(body.get("by"))
+        by = self.acting_person()
 
         def resolve(lib: Library) -> dict[str, Any]:
             f = lib.resolve_flag(sid, int(flag_id), note=body.get("note", ""), by=by)
@@ -380,7 +383,7 @@ class ReviewsHandler(BaseHandler):
     async def post(self, snippet_id: str) -> None:
         sid = self.snippet_id(snippet_id)
         body = self.json_body(REVIEW_FIELDS)
-        by = self.acting_person(body.get("by"))
+        by = self.acting_person()
 
         def review(lib: Library) -> dict[str, Any]:
             e = lib.review(sid, body["status"], note=body.get("note", ""), by=by,

@@ -53,12 +53,9 @@ export class CodeDistillerClient {
     );
   }
 
-  flag(id: string, kind: FlagKind, reason: string, by?: string): Promise<IFlagResponse> {
-    const body: Record<string, string> = { kind, reason };
-    if (by) {
-      body.by = by;
-    }
-    return this.request('POST', `snippets/${encodeURIComponent(id)}/flags`, body);
+  /** Raise a flag; the server records the signed-in Jupyter user as who raised it. */
+  flag(id: string, kind: FlagKind, reason: string): Promise<IFlagResponse> {
+    return this.request('POST', `snippets/${encodeURIComponent(id)}/flags`, { kind, reason });
   }
 
   resolveFlag(id: string, flagId: number, note = ''): Promise<IFlagResponse> {
