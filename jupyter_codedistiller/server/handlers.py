@@ -218,8 +218,41 @@ def _whole_number(name: str, text: str | None, default: int, low: int, high: int
 # ---------------------------------------------------------------- handlers
 
 
+@web.stream_request_body
 class BaseHandler(APIHandler):
-    """Common ground: the service, JSON bodies, the acting person, JSON error answers."""
+    """Common ground: the service, JSON bodies, the acting person, JSON error answers.
+
+    Bodies are bounded before they are read: the handler streams its body
+    (``stream_request_body``), so tornado hands it over only after ``prepare``
+    and in chunks, and the connection's body limit is ``max_body_bytes``
+    from the start. A request that is not authenticated is answered 403 before
+    a byte of its body is read; one declaring a larger ``Content-Length`` is
+    answered 413 and its connection closed unread; a chunked body is cut off
+    at the limit.
+    """
+
+    def initialize(self) -> None:
+        self._body_parts: list[bytes] = []
+        self._body_size = 0
+        connection = self.request.connection
+        if hasattr(connection, "set_max_body_size"):  # HTTP/1 (tornado's only server protocol)
+            connection.set_max_body_size(self.service.max_body_bytes)
+
+    async def prepare(self) -> None:
+        await super().prepare()  # identity, XSRF and Origin checks
+        if self.request.method in ("GET", "HEAD", "OPTIONS"):
+            return
+        if not self.current_user:
+            raise ApiError(403, "not signed in to Jupyter")
+        declared = self.request.headers.get("Content-Length", "")
+        limit = self.service.max_body_bytes
+        if declared.isdigit() and int(declared) > limit:
+            raise ApiError(413, f"request body is larger than {limit} bytes")
+
+    def data_received(self, chunk: bytes) -> None:
+        self._body_size += len(chunk)
+        if self._body_size <= self.service.max_body_bytes:
+            self._body_parts.append(chunk)
 
     @property
     def service(self) -> LibraryService:
@@ -231,9 +264,9 @@ class BaseHandler(APIHandler):
 
     def json_body(self, spec: dict[str, Field]) -> dict[str, Any]:
         """The request body as a checked JSON object (an empty body is an empty object)."""
-        body = self.request.body or b""
+        body = b"".join(self._body_parts)
         limit = self.service.max_body_bytes
-        if len(body) > limit:
+        if self._body_size > limit:
             raise ApiError(413, f"request body is larger than {limit} bytes")
         if not body.strip():
             data: Any = {}
