@@ -262,12 +262,16 @@ class BaseHandler(APIHandler):
         """Run ``fn(library, ...)`` off the event loop."""
         return self.service.call(fn, *args, **kwargs)
 
-    def json_body(self, spec: dict[str, Field]) -> dict[str, Any]:
-        """The request body as a checked JSON object (an empty body is an empty object)."""
-        body = b"".join(self._body_parts)
+    def body_bytes(self) -> bytes:
+        """The request body as received (handlers stream it; ``request.body`` stays empty)."""
         limit = self.service.max_body_bytes
         if self._body_size > limit:
             raise ApiError(413, f"request body is larger than {limit} bytes")
+        return b"".join(self._body_parts)
+
+    def json_body(self, spec: dict[str, Field]) -> dict[str, Any]:
+        """The request body as a checked JSON object (an empty body is an empty object)."""
+        body = self.body_bytes()
         if not body.strip():
             data: Any = {}
         else:

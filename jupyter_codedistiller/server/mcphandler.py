@@ -137,7 +137,7 @@ class McpHandler(BaseHandler):
         from mcp.server.auth.provider import AccessToken
 
         req = self.request
-        person = self.acting_person(None)
+        person = self.acting_person()
         user = self.current_user
         owner = str(getattr(user, "username", "") or getattr(user, "name", "") or "jupyter")
         host, _, port = (req.host or "127.0.0.1").partition(":")
@@ -161,9 +161,7 @@ class McpHandler(BaseHandler):
         }
 
     async def _bridge(self) -> None:
-        body = self.request.body or b""
-        if len(body) > self.service.max_body_bytes:
-            raise ServiceError(413, f"request body is larger than {self.service.max_body_bytes} bytes")
+        body = self.body_bytes()  # streamed and bounded by BaseHandler
         manager = await self.mount.manager()
         self._gone = gone = asyncio.Event()
         if self.request.connection is None:
