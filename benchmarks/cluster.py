@@ -10,7 +10,7 @@ coordinator process's CPU time per snippet (Dask client included), and the
 library write per result (the single writer's load). Runs in temporary
 folders; touches nothing else.
 
-    .venv/bin/python benchmarks/cluster.py [--snippets N] [--local-workers N]
+    .venv/bin/python benchmarks/cluster.py [--snippets N] [--local-workers N] [--module pandas]
 """
 
 from __future__ import annotations
@@ -37,11 +37,12 @@ from tests.gitrepos import MIT_LICENSE, file_url, make_repo  # noqa: E402
 SETTINGS = SandboxSettings(timeout=60)
 
 
-def repository(path: Path, n: int) -> str:
+def repository(path: Path, n: int, module: str | None) -> str:
     files = {"LICENSE": MIT_LICENSE}
+    extra = f"import {module}\n" if module else ""
     for i in range(n):
         files[f"examples/cohort_{i:03d}.py"] = (
-            f'"""Cohort {i}: a toy survival summary."""\nimport math\nimport statistics\n\n'
+            f'"""Cohort {i}: a toy survival summary."""\nimport math\nimport statistics\n{extra}\n'
             f"times = [{i + 1}, {i + 4}, {i + 9}]\n"
             "print(statistics.median(times), sum(math.log1p(t) for t in times))\n")
     make_repo(path, files)
@@ -71,7 +72,9 @@ def timed_validation(tmp: Path, url: str, label: str, **options) -> dict:  # noq
         t = report.totals()
         assert t["pending"] == 0 and not report.errors, report.summary()
         statuses = sorted({s.validation.status for s in lib.all()})
+        run_s = statistics.median(s.validation.duration or 0 for s in lib.all())
         return {"label": label, "n": n, "seconds": wall, "per_min": n / wall * 60, "cpu_ms": cpu / n * 1000,
+                "run_s": run_s,
                 "statuses": statuses, "busy_ms": (Spy.last.busy_seconds / n * 1000) if options.get("cluster") else None}
     finally:
         lib.close()
@@ -101,11 +104,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--snippets", type=int, default=24)
     parser.add_argument("--local-workers", type=int, default=2)
+    parser.add_argument("--module", help="an installed module every snippet also imports (e.g. pandas)")
     args = parser.parse_args()
     cluster_module.ClusterExecutor = Spy  # refresh() looks the class up when it connects
     with tempfile.TemporaryDirectory(prefix="codedistiller-bench-cluster-") as tmp_name:
         tmp = Path(tmp_name)
-        url = repository(tmp / "lab" / "cohorts", args.snippets)
+        url = repository(tmp / "lab" / "cohorts", args.snippets, args.module)
         rows = [timed_validation(tmp, url, f"local pool ({args.local_workers} threads)",
                                  workers=args.local_workers)]
         dask = LocalCluster(tmp / "dask")
@@ -117,11 +121,13 @@ def main() -> None:
         finally:
             dask.close()
         write = write_ms(tmp, 200)
-    print(f"validation of {args.snippets} snippets (each a fresh sandboxed interpreter), machine shared:")
+    what = f"importing {args.module}" if args.module else "standard library only"
+    print(f"validation of {args.snippets} snippets ({what}; each a fresh sandboxed interpreter), machine shared:")
     for r in rows:
         extra = (f"  coordinator: {r['busy_ms']:.2f} ms executor + {r['cpu_ms']:.1f} ms CPU per snippet"
                  if r["busy_ms"] is not None else f"  ({r['cpu_ms']:.1f} ms CPU per snippet in this process)")
         print(f"  {r['label']:<26} {r['seconds']:6.1f} s  {r['per_min']:6.1f} snippets/min  "
+              f"(median run {r['run_s']:.2f} s)  "
               f"{','.join(r['statuses'])}{extra}")
     print(f"  one result write (set_validation, one transaction): {write:.2f} ms median")
 
