@@ -8,12 +8,14 @@ stylesheet of ours. No Jupyter imports: the functions return strings.
 
 from __future__ import annotations
 
+import base64
 import html
 from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from .badges import Badge, badges
+from .figures import FigureStore
 from .library import SearchResult
 from .model import RegisteredSource, Snippet
 from .titles import headline
@@ -117,8 +119,32 @@ def _flag_line(f: Any) -> str:
             f'<span style="{_MUTED}">({esc(f.by)}, {esc(f.when)}; {esc(state)})</span>')
 
 
-def snippet_html(s: Snippet) -> str:
-    """A snippet as a person reads it: title, badges, where from, summary, flags, code."""
+def outputs_html(s: Snippet, figures: FigureStore | None) -> str:
+    """What the snippet showed when validated: its figures (the stored, checked PNGs, inline as
+    data URIs) and its results as escaped text (never as HTML); empty if it showed nothing."""
+    parts = []
+    for o in s.validation.outputs:
+        if o.kind == "figure" and figures is not None and o.sha256:
+            data = figures.get(o.sha256)
+            if data:
+                uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+                parts.append(f'<img class="cd-figure" src="{uri}" alt="{esc(o.label)}" '
+                             f'width="{int(o.width or 0) or ""}" style="max-width:100%;height:auto;'
+                             f'display:block;margin:4px 0">')
+        elif o.kind == "text":
+            more = " (cut)" if o.truncated else ""
+            parts.append(f'<div style="{_MUTED};font-size:12px">{esc(o.label)}{more}</div>'
+                         f'<pre style="{_PRE}">{esc(o.text)}</pre>')
+        elif o.kind == "note":
+            parts.append(f'<div style="{_MUTED};font-size:12px">{esc(o.text)}</div>')
+    if not parts:
+        return ""
+    return '<div class="cd-outputs">' + "".join(parts) + "</div>"
+
+
+def snippet_html(s: Snippet, figures: FigureStore | None = None) -> str:
+    """A snippet as a person reads it: title, badges, where from, summary, flags, code, and
+    what it showed when validated (figures from ``figures``)."""
     head = headline(s)
     parts = [
         f'<div class="cd-snippet" style="{_BOX}">',
@@ -133,6 +159,7 @@ def snippet_html(s: Snippet) -> str:
     for f in s.flags:
         parts.append(f'<div style="font-size:12px">flag {_flag_line(f)}</div>')
     parts.append(code_html(s.code))
+    parts.append(outputs_html(s, figures))
     parts.append("</div>")
     return "".join(parts)
 
@@ -147,7 +174,7 @@ def _rows(rows: Iterable[tuple[str, str]]) -> str:
     return f'<table style="border-collapse:collapse;margin:2px 0">{cells}</table>'
 
 
-def provenance_html(s: Snippet) -> str:
+def provenance_html(s: Snippet, figures: FigureStore | None = None) -> str:
     """The full provenance: link at commit and lines, license, making, validation, review, flags.
 
     Values are passed through :func:`esc`; the caller gets markup only of our own making.
@@ -189,6 +216,9 @@ def provenance_html(s: Snippet) -> str:
     rows.append(("review", esc(s.review.status) + history))
     flags = "".join(f"<div>{_flag_line(f)}</div>" for f in s.flags)
     rows.append(("flags", f"{len(s.open_flags)} open, {len(s.flags)} in all{flags}"))
+    shown = outputs_html(s, figures)
+    if shown:
+        rows.append(("showed", shown))
     return (
         f'<div class="cd-why" style="{_BOX}">'
         f"<b>{esc(s.title or '(untitled)')}</b> "

@@ -7,6 +7,8 @@ transaction and every connection waits on a busy database instead of failing.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import math
 import os
@@ -18,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from .figures import MAX_FIGURE_BYTES, BadPNG, FigureStore, check_png, held, hold, is_digest
 from .home import library_path
 from .model import (
     FLAG_KINDS,
@@ -319,6 +322,7 @@ class Library:
         self._scratch = False  # temp.candidates exists on this connection
         self._stemmer = False  # temp.stems exists on this connection
         self._stems: dict[str, str] = {}
+        self.figures = FigureStore(self.path.parent)
 
     @classmethod
     def open(cls, home: str | os.PathLike[str] | None = None) -> Library:
@@ -396,7 +400,13 @@ class Library:
             "data": json.dumps(data, sort_keys=True, ensure_ascii=False),
         }
 
+    def _store_figures(self, validation: Validation) -> None:
+        """Write the figures a fresh validation holds (before its record refers to them)."""
+        for data in held(validation).values():
+            self.figures.put(data)
+
     def _write_row(self, conn: sqlite3.Connection, s: Snippet) -> None:
+        self._store_figures(s.validation)
         values = self._row_values(s)
         row = conn.execute("SELECT rowid FROM snippets WHERE id = ?", (s.id,)).fetchone()
         cols = list(values)
@@ -502,6 +512,7 @@ class Library:
 
     def set_validation(self, snippet_id: str, validation: Validation, revision: int | None = None) -> None:
         """Record a validation outcome; ignored if the snippet moved past ``revision`` meanwhile."""
+        self._store_figures(validation)
         with self.transaction() as conn:
             row = conn.execute(
                 "SELECT revision, data FROM snippets WHERE id = ?", (snippet_id,)
@@ -1144,12 +1155,43 @@ class Library:
     # ------------------------------------------------------------ export and import
 
     def export(self, out: IO[str]) -> int:
-        """Write every snippet as JSON Lines (sorted by id, stable keys); returns the count."""
+        """Write every snippet as JSON Lines (sorted by id, stable keys); returns the count.
+
+        A snippet whose validation drew figures carries them in ``figures`` (digest ->
+        base64 PNG), so the file alone restores them; readers that do not know the key
+        ignore it.
+        """
         n = 0
         for s in self.all():
-            out.write(s.to_json() + "\n")
+            data = s.to_dict()
+            figures = {o.sha256: base64.b64encode(png).decode("ascii")
+                       for o in s.validation.figures if (png := self.figures.get(o.sha256))}
+            if figures:
+                data["figures"] = figures
+            out.write(json.dumps(data, sort_keys=True, ensure_ascii=False) + "\n")
             n += 1
         return n
+
+    @staticmethod
+    def _incoming_figures(line: str, s: Snippet) -> dict[str, bytes]:
+        """The figures an export line carries for ``s``, each checked as a PNG whose digest is
+        its name; a figure output with no such figure here or there is dropped from ``s``."""
+        try:
+            given = json.loads(line).get("figures")
+        except (ValueError, AttributeError, RecursionError):
+            given = None
+        given = given if isinstance(given, dict) else {}
+        found: dict[str, bytes] = {}
+        for digest, text in given.items():
+            if not is_digest(digest) or not isinstance(text, str) or len(text) > MAX_FIGURE_BYTES * 2:
+                continue
+            try:
+                png = check_png(base64.b64decode(text, validate=True))[0]
+            except (BadPNG, ValueError):
+                continue
+            if hashlib.sha256(png).hexdigest() == digest:
+                found[digest] = png
+        return found
 
     def import_(self, lines: Iterable[str]) -> dict[str, int]:
         """Merge JSON Lines into the library by id and revision; all or nothing.
@@ -1162,9 +1204,15 @@ class Library:
             if not line.strip():
                 continue
             try:
-                incoming.append(Snippet.from_json(line))
+                s = Snippet.from_json(line)
             except RecordError as exc:
                 raise LibraryError(f"line {number}: {exc}") from None
+            if s.validation.outputs:
+                figures = self._incoming_figures(line, s)
+                s.validation.outputs = [o for o in s.validation.outputs if o.kind != "figure"
+                                        or o.sha256 in figures or self.figures.has(o.sha256 or "")]
+                hold(s.validation, figures)
+            incoming.append(s)
         counts = {"added": 0, "updated": 0, "kept": 0}
         with self.transaction() as conn:
             for s in incoming:

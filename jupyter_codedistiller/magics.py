@@ -310,7 +310,8 @@ class DistillMagics(Magics):
         from .library import LibraryError
 
         try:
-            return provenance_html(self.library(home).get(r.snippet.id))
+            lib = self.library(home)
+            return provenance_html(lib.get(r.snippet.id), lib.figures)
         except LibraryError as exc:
             return message_html(_one_line(exc), "bad")
 
@@ -338,21 +339,23 @@ class DistillMagics(Magics):
         from .cli import provenance_text
         from .htmlview import provenance_html
 
-        s = self.snippet(self.library(args.home), args.id)
+        lib = self.library(args.home)
+        s = self.snippet(lib, args.id)
         if args.json:
             print(s.to_json())
             return
-        self._show(provenance_html(s), provenance_text(s))
+        self._show(provenance_html(s, lib.figures), provenance_text(s))
 
     def _cmd_show(self, args: argparse.Namespace) -> None:
         from .cli import snippet_text
         from .htmlview import snippet_html
 
-        s = self.snippet(self.library(args.home), args.id)
+        lib = self.library(args.home)
+        s = self.snippet(lib, args.id)
         if args.json:
             print(s.to_json())
             return
-        self._show(snippet_html(s), snippet_text(s))
+        self._show(snippet_html(s, lib.figures), snippet_text(s))
 
     def _changed(self, lib: Library, snippet_id: str, text: str, level: str) -> None:
         from .htmlview import badges_html, esc, message_html

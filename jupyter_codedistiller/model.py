@@ -22,6 +22,7 @@ VALIDATION_STATUSES = ("passed", "failed", "timeout", "skipped", "stale", "pendi
 REVIEW_STATUSES = ("unreviewed", "approved", "rejected")
 FLAG_KINDS = ("incorrect", "unsafe", "outdated", "license", "other")
 LIFECYCLES = ("active", "retired")
+OUTPUT_KINDS = ("figure", "text", "note")
 
 
 class RecordError(ValueError):
@@ -125,6 +126,25 @@ class Origin:
 
 
 @dataclass
+class Output:
+    """One thing a validation run showed: a ``figure`` (a PNG kept in the library home under
+    its SHA-256, see ``figures.py``), a ``text`` (the repr of the final expression or of a
+    ``display()``ed object: always plain text, never HTML) or a ``note`` (what was left out)."""
+
+    kind: str = "text"
+    label: str = ""
+    sha256: str | None = None
+    size: int = 0
+    width: int | None = None
+    height: int | None = None
+    text: str = ""
+    truncated: bool = False
+
+    def __post_init__(self) -> None:
+        _check(self.kind, OUTPUT_KINDS, "output.kind")
+
+
+@dataclass
 class Validation:
     """The outcome of running the snippet in the sandbox, and the environment it ran in."""
 
@@ -141,9 +161,16 @@ class Validation:
     stderr_tail: str = ""
     host: str | None = None  # the machine that ran it, when not this one (a cluster worker)
     worker: str | None = None  # that worker's Dask address
+    outputs: list[Output] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _check(self.status, VALIDATION_STATUSES, "validation.status")
+        self.outputs = [o if isinstance(o, Output) else Output(**_pick(Output, o))
+                        for o in self.outputs or []]
+
+    @property
+    def figures(self) -> list[Output]:
+        return [o for o in self.outputs if o.kind == "figure" and o.sha256]
 
 
 @dataclass
@@ -326,7 +353,7 @@ def _split(annotation: str, sep: str) -> list[str]:
 def _misfit(value: Any, annotation: str, where: str) -> str | None:
     """Where in ``value`` the JSON does not fit the type ``annotation`` (a field's annotation
     text, e.g. ``dict[str, str | None]`` or ``Source``); None when it fits."""
-    records = {c.__name__: c for c in (Source, Origin, Validation, ReviewEvent, Review, Flag, Snippet)}
+    records = {c.__name__: c for c in (Source, Origin, Output, Validation, ReviewEvent, Review, Flag, Snippet)}
     misses = []
     for option in _split(annotation, "|"):
         base, _, inner = option.partition("[")

@@ -20,6 +20,7 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 
 from ..badges import badges
+from ..figures import is_digest
 from ..library import Library, LibraryError, NotFound, SearchResult
 from ..model import (
     FLAG_KINDS,
@@ -485,6 +486,33 @@ class StatusHandler(BaseHandler):
         self.reply(status)
 
 
+class FigureHandler(BaseHandler):
+    """GET figures/{sha256}: a figure a validation run drew, as ``image/png``.
+
+    Named by its content's digest, so it never changes: cacheable for a year (privately:
+    it needs the same authentication as every endpoint), with the digest as ETag.
+    """
+
+    @web.authenticated
+    @errors_as_json
+    async def get(self, digest: str) -> None:
+        digest = digest.removesuffix(".png")
+        if not is_digest(digest):
+            raise ApiError(400, "not a figure id (the SHA-256 of the PNG, 64 lower-case hex digits)")
+        data = await self.library(lambda lib: lib.figures.get(digest))
+        if data is None:
+            raise ApiError(404, f"no figure {digest}")
+        self.set_header("Cache-Control", "private, max-age=31536000, immutable")
+        self.set_header("ETag", f'"{digest}"')
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Content-Security-Policy", "default-src 'none'; sandbox")
+        if self.request.headers.get("If-None-Match", "").strip() in (f'"{digest}"', digest):
+            self.set_status(304)
+            self.finish(set_content_type="image/png")
+            return
+        self.finish(data, set_content_type="image/png")
+
+
 ROUTES: list[tuple[str, type[BaseHandler]]] = [
     ("search", SearchHandler),
     (r"snippets/([^/]+)", SnippetHandler),
@@ -494,6 +522,7 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     ("sources", SourcesHandler),
     ("refresh", RefreshHandler),
     ("status", StatusHandler),
+    (r"figures/([^/]+)", FigureHandler),
 ]
 
 

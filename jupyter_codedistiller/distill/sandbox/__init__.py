@@ -53,6 +53,7 @@ import signal
 from collections.abc import Mapping, Sequence
 
 from ...model import Validation, utcnow
+from .. import capture
 from .probe import describe, interpreter_info, isolation_available, plan_for
 from .reasons import final_exception, signal_name, skip_reason, static_needs, tail
 from .settings import ISOLATION_METHODS, SandboxSettings, isolates_network
@@ -104,6 +105,7 @@ def validate(code: str, *, python_path: Sequence[str] = (),
         stdout_tail=tail(run.stdout),
         stderr_tail=tail(run.stderr),
     )
+    capture.attach(v, run.captured)
     if run.returncode > 128 and not run.timed_out:
         # The namespace's init (or bwrap) exits 128+N when the snippet died of signal N.
         said = (run.exit or {}).get("signal")

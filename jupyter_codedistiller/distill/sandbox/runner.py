@@ -91,6 +91,16 @@ def missing_requirements(names):
     return missing
 
 
+def capture_run(cfg):
+    """Capture's in-snippet half (distill/capture.py CHILD); a plain exec if it cannot start."""
+    try:
+        scope = {}
+        exec(cfg["source"], scope)
+        return scope["install"](cfg)
+    except Exception:
+        return lambda source, name, ns: exec(compile(source, name, "exec", dont_inherit=True), ns)
+
+
 def main():
     cfg = json.loads(sys.argv[1])
     fd = cfg["report_fd"]
@@ -143,16 +153,17 @@ def main():
         emit({"event": "end", "packages": packages})
 
     status = 0
+    run = capture_run(cfg["capture"])
     try:
         with open(script, encoding="utf-8") as f:
             source = f.read()
-        exec(compile(source, script, "exec", dont_inherit=True), module.__dict__)
+        run(source, script, module.__dict__)
     except SystemExit:
         finish()
         raise
     except BaseException as exc:
         tb = exc.__traceback__
-        if tb is not None and tb.tb_frame.f_code.co_filename == "<string>":
+        while tb is not None and tb.tb_frame.f_code.co_filename == "<string>":
             tb = tb.tb_next
         traceback.print_exception(type(exc), exc, tb)
         status = 1

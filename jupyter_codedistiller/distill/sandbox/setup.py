@@ -61,6 +61,14 @@ def mount_options(path):
     return flags
 
 
+def open_tree(path):
+    """A detached writable clone of the mount at ``path`` (stays writable when / turns read-only),
+    closed on exec; None where the kernel has no open_tree (5.2+)."""
+    fd = libc().syscall(ctypes.c_long(428), ctypes.c_int(-100), path.encode(),
+                        ctypes.c_uint(1 | os.O_CLOEXEC))  # OPEN_TREE_CLONE
+    return fd if fd >= 0 else None
+
+
 def set_readonly(path, readonly, recursive=False):
     attr = MountAttr(ATTR_RDONLY if readonly else 0, 0 if readonly else ATTR_RDONLY, 0, 0)
     r = libc().syscall(ctypes.c_long(442), ctypes.c_int(-100), path.encode(),
@@ -250,8 +258,9 @@ def set_limits(lim, own_uid):
     return failed
 
 
-def init_loop(child, emit, lifeline):
-    """Reap every child; end with the snippet, or at once if the parent process died."""
+def init_loop(child, emit, lifeline, ended=None):
+    """Reap every child; end with the snippet (calling ``ended()``), or at once if the parent
+    process died."""
     import select
     import signal
     wake_r, wake_w = os.pipe()
@@ -277,6 +286,8 @@ def init_loop(child, emit, lifeline):
             os._exit(137)  # the parent is gone: dying takes the namespace with it
         if wake_r in ready:
             os.read(wake_r, 512)
+    if ended is not None:
+        ended()
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         emit({"event": "exit", "signal": sig})
@@ -328,7 +339,9 @@ def main():
             features.append("net")
         if in_new_namespace("pid", cfg["host_ns"]):
             features.append("pid")
-        if cfg["fs"]:
+        outputs = None
+        if cfg["fs"]:  # the snippet's outputs, copied out of its tmpfs when it ends (capture.py)
+            outputs = open_tree(cfg["run"]["capture"]["dir"])
             build_fs(cfg)
             features.append("fs")
         os.chdir(cfg["workdir"])
@@ -340,7 +353,10 @@ def main():
                     drop_capabilities()
                 except OSError:
                     pass
-                init_loop(child, emit, lifeline)
+                scope = {}
+                exec(cfg["run"]["capture"]["copy_out"], scope)
+                init_loop(child, emit, lifeline, outputs and (
+                    lambda: scope["copy_out"](cfg["run"]["capture"], outputs)))
         elif cfg["watchdog"]:
             watchdog(lifeline, fd)
         os.close(lifeline)

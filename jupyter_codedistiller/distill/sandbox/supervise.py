@@ -14,8 +14,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from .. import capture
 from .probe import Info, Plan, host_namespaces
 from .programs import program
 from .settings import MIB, SCRIPT_NAME, SYSTEM_DIRS, SYSTEM_PATH, TAIL_CHARS, UID_BASE, WORKDIR_PREFIX, SandboxSettings
@@ -35,6 +36,7 @@ class Run:
     start: dict | None = None
     end: dict | None = None
     exit: dict | None = None
+    captured: list = field(default_factory=list)
 
     @property
     def features(self) -> list[str]:
@@ -140,6 +142,7 @@ def execute(code: str, plan: Plan, settings: SandboxSettings, interpreter: str,
         with open(script, "wb") as f:
             f.write(code.encode("utf-8", errors="replace"))
         os.mkdir(os.path.join(workdir, "tmp"))
+        os.mkdir(os.path.join(workdir, capture.DIRNAME))
         keep = _keep(info, interpreter, python_path)
         scratch, homes = _masks()
         cpu = settings.cpu_seconds or int(settings.timeout) + 5
@@ -163,15 +166,17 @@ def execute(code: str, plan: Plan, settings: SandboxSettings, interpreter: str,
             "limits": {"memory": settings.memory_mb * MIB, "cpu": cpu,
                        "fsize": settings.file_mb * MIB, "nproc": settings.max_processes},
             "run": {"report_fd": report_w, "script": script,
-                    "requirements": list(requirements),
+                    "requirements": list(requirements), "capture": capture.settings(workdir),
                     "local": [workdir, *(os.path.realpath(p) for p in python_path)]},
         }
         cmd = _command(plan, settings, workdir, keep, scratch, homes)
         cmd += [interpreter, "-I", "-S", "-c", program("setup"), json.dumps(cfg), program("runner")]
         env = _environment(workdir, python_path, interpreter)
         try:
-            return _supervise(cmd, env, workdir, report_r, report_w, lifeline_r, settings,
-                              sweep=plan.tool is None)
+            run = _supervise(cmd, env, workdir, report_r, report_w, lifeline_r, settings,
+                             sweep=plan.tool is None)
+            run.captured = capture.collect(os.path.join(workdir, capture.DIRNAME))
+            return run
         finally:
             os.close(report_r)
             os.close(lifeline_w)
