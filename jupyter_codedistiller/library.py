@@ -401,9 +401,24 @@ class Library:
         }
 
     def _store_figures(self, validation: Validation) -> None:
-        """Write the figures a fresh validation holds (before its record refers to them)."""
-        for data in held(validation).values():
-            self.figures.put(data)
+        """Write the figures a fresh validation holds (before its record refers to them), each
+        checked again as a PNG named by its digest; a figure output with no such PNG held or
+        stored is dropped, so a record never names a figure the library lacks."""
+        data = held(validation)
+        kept = []
+        for o in validation.outputs:
+            if o.kind == "figure":
+                png = data.get(o.sha256 or "")
+                try:
+                    ok = png is not None and hashlib.sha256(check_png(png)[0]).hexdigest() == o.sha256
+                except BadPNG:
+                    ok = False
+                if ok:
+                    self.figures.put(check_png(png)[0])
+                elif not self.figures.has(o.sha256 or ""):
+                    continue
+            kept.append(o)
+        validation.outputs = kept
 
     def _write_row(self, conn: sqlite3.Connection, s: Snippet) -> None:
         self._store_figures(s.validation)

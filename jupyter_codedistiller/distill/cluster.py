@@ -45,6 +45,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..figures import held, hold
 from ..library import LibraryError
 from ..model import Validation, _pick, utcnow
 
@@ -242,7 +243,7 @@ def run_batch(tasks: Sequence[Task], settings: Any, expected: Environment,
 
     def record(task: Task, v: Validation) -> None:
         v.host, v.worker = env.host, env.worker
-        out.append((task.snippet_id, task.revision, dataclasses.asdict(v)))
+        out.append((task.snippet_id, task.revision, {**dataclasses.asdict(v), "figure_data": held(v)}))
 
     for t in tasks:
         diff = differences(expected, env, t.requirements)
@@ -432,7 +433,8 @@ class ClusterExecutor:
                 results: dict[str, Validation | Exception] = {}
                 try:
                     for sid, _revision, data in future.result():
-                        results[sid] = Validation(**_pick(Validation, data))
+                        results[sid] = hold(Validation(**_pick(Validation, data)),
+                                            data.get("figure_data") or {})
                 except Exception as exc:  # lost more often than allowed, or the task broke
                     results = {jobs[i][0].id: exc for i in idx}
                 submit_more()
