@@ -84,11 +84,22 @@ export interface ISnippet {
   badges: IBadge[];
   link: string | null;
   where: string;
+  /** What every view shows, made once on the server (titles.headline). */
+  headline?: IHeadline;
+}
+
+/** A snippet's display text: short title, API name (may be empty), summary (may be empty). */
+export interface IHeadline {
+  title: string;
+  api: string;
+  summary: string;
 }
 
 export interface ISearchResult extends ISnippet {
   rank: number;
   score: number;
+  /** Query words this result does not account for (empty for a full match). */
+  missing?: string[];
 }
 
 /** How far a library still being built is (see the server's `building`). */
@@ -105,6 +116,8 @@ export interface ISearchResponse {
   offset: number;
   has_more: boolean;
   building?: IBuilding | null;
+  /** Set when no snippet matches every word ("no snippet matches 'zzqx'; closest:"). */
+  notice?: string | null;
   results: ISearchResult[];
 }
 

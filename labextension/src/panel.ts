@@ -333,7 +333,10 @@ export class CodeDistillerPanel extends Widget {
       if (!more) {
         const note = buildingNote(answer.building);
         const none = answer.results.length ? '' : 'No snippets match.';
-        this.say([note, none].filter(Boolean).join(' '));
+        const notice = answer.notice
+          ? answer.notice.charAt(0).toUpperCase() + answer.notice.slice(1)
+          : none;
+        this.say([note, notice].filter(Boolean).join(' '));
       }
       // What the list shows now: lets tests and styles tell a finished search apart.
       this.node.dataset.query = answer.query;
@@ -387,13 +390,17 @@ export class CodeDistillerPanel extends Widget {
   /** (Re)build one result card from a snippet record. */
   private fillResult(item: HTMLLIElement, s: ISnippet): void {
     item.replaceChildren();
+    const shown = s.headline ?? { title: s.title, api: '', summary: s.summary };
     const head = el('div', 'jp-codedistiller-result-head');
-    head.appendChild(el('span', 'jp-codedistiller-title', s.title || '(untitled)'));
+    head.appendChild(el('span', 'jp-codedistiller-title', shown.title || '(untitled)'));
     head.appendChild(el('span', 'jp-codedistiller-where', s.where));
     item.appendChild(head);
+    if (shown.api) {
+      item.appendChild(el('code', 'jp-codedistiller-api', shown.api));
+    }
     item.appendChild(badgeNodes(s.badges));
-    if (s.summary) {
-      item.appendChild(el('div', 'jp-codedistiller-summary', s.summary));
+    if (shown.summary) {
+      item.appendChild(el('div', 'jp-codedistiller-summary', shown.summary));
     }
     const code = el('pre', 'jp-codedistiller-code cm-s-jupyter');
     this.highlight(s.code, s.language, code);
