@@ -961,7 +961,11 @@ class Library:
         weights = ", ".join(str(w) for w in FTS_WEIGHTS)
         bm25 = f"bm25(snippets_fts, {weights})"
         if filtered:
-            # Filter while scanning, so that the cap counts matches that pass the filters.
+            # The best matches often pass the filters: try them first (cheap), and only when
+            # too few pass, filter while scanning, so that the cap counts matches that pass.
+            found = self._ranked(expression, extra, params, want, False)
+            if len(found) >= want:
+                return found
             inner = (f"SELECT snippets_fts.rowid AS rowid, {bm25} AS b FROM snippets_fts "
                      f"JOIN snippets s ON s.rowid = snippets_fts.rowid WHERE snippets_fts MATCH ?{extra} "
                      f"ORDER BY snippets_fts.rowid DESC LIMIT {SCAN_CAP}")
@@ -976,7 +980,7 @@ class Library:
             f"JOIN snippets s ON s.rowid = c.rowid WHERE 1{extra} "
             "ORDER BY score DESC, s.trust DESC, s.id LIMIT ?"
         )
-        return self._read(sql, [expression, want * 2])
+        return self._read(sql, [expression, *params, want * 2])
 
     # ------------------------------------------------------------ flags and reviews
 
