@@ -107,6 +107,27 @@ def cluster_workers(cluster: LocalCluster) -> list[str]:
         return list(client.scheduler_info(n_workers=-1)["workers"])
 
 
+def test_batches_are_per_package_and_in_flight_tasks_bounded(tmp_path: Path, cluster) -> None:
+    from jupyter_codedistiller.model import Snippet
+
+    library = Library(tmp_path / "home" / "library.db")
+    try:
+        sources.add(library, slow_repo(tmp_path / "lab" / "slow", 6, 0.2))
+        refresh(library, validate=False)
+        jobs = [(s, [str(sources.checkout_path(library, s.source.source_id))]) for s in library.all()]
+        with ClusterExecutor(cluster.address, batch_max=1, in_flight_per_thread=1) as executor:
+            results = list(executor.validate_many(jobs, settings=SETTINGS))
+            assert sorted(s.id for s, _ in results) == sorted(s.id for s, _ in jobs)
+            assert {v.status for _, v in results} == {"passed"}
+            assert executor.peak_in_flight == 2  # one per worker thread, though 6 batches were ready
+            a, b = Snippet(id="a", code="x", requirements={"pandas": "2.2"}), Snippet(id="b", code="y")
+            c = Snippet(id="c", code="z", requirements={"pandas": "2.2"})
+            executor.batch_max = 8
+            assert executor.batches([(a, []), (b, []), (c, [])], workers=1) == [[1], [0, 2]]
+    finally:
+        library.close()
+
+
 def test_killing_a_worker_mid_run_loses_nothing(tmp_path: Path, cluster) -> None:
     library = Library(tmp_path / "home" / "library.db")
     try:
@@ -287,3 +308,15 @@ def test_the_daemon_validates_on_the_cluster_its_library_is_configured_with(tmp_
         records = [s.validation for s in lib.all()]
     assert len(records) == 3 and {v.status for v in records} == {"passed"}
     assert set(v.worker for v in records) <= set(cluster_workers(cluster)) and all(v.worker for v in records)
+
+
+def test_nothing_of_dask_is_imported_unless_a_cluster_is_used(tmp_path: Path) -> None:
+    code = ("import sys\n"
+            "import jupyter_codedistiller.magics, jupyter_codedistiller.cli, jupyter_codedistiller.settings\n"
+            "import jupyter_codedistiller.daemon, jupyter_codedistiller.distill.refresh\n"
+            "import jupyter_codedistiller.distill.cluster\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=WAIT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -293,6 +293,7 @@ class ClusterExecutor:
         self.generation = f"{os.getpid()}-{time.time_ns()}"
         self.started: float | None = None
         self.done = 0
+        self.peak_in_flight = 0  # most batches submitted and not yet back, at any time
         self.busy_seconds = 0.0  # coordinator time spent preparing, submitting and checking
         self._expected: dict[str, str | None] = {}
         self._python: dict[str | None, str] = {}
@@ -423,6 +424,7 @@ class ClusterExecutor:
                                             pure=False, retries=1)
                 futures[future] = idx
                 running.add(future)
+            self.peak_in_flight = max(self.peak_in_flight, len(futures))
 
         submit_more()
         self.busy_seconds += time.perf_counter() - tick
