@@ -263,3 +263,19 @@ def test_without_the_sdk_the_command_says_how_to_install_it(home, tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip() == ("codedistiller: error: the MCP server needs the mcp extra: "
                                    "pip install 'jupyter-codedistiller[mcp]'")
+
+
+def test_the_core_the_cli_and_the_load_ext_path_import_no_mcp(home):
+    import subprocess
+
+    program = (
+        "import sys\n"
+        "import jupyter_codedistiller, jupyter_codedistiller.magics\n"
+        "from jupyter_codedistiller import audit, library, provenance, cli, server\n"
+        f"assert cli.main(['--home', {str(home)!r}, 'search', 'kaplan']) == 0\n"
+        "print(sorted(m for m in sys.modules if m == 'mcp' or m.startswith('mcp.')))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=str(home.parent))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
