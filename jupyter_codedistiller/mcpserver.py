@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp_types import ToolAnnotations
 
 from . import textindex
@@ -282,8 +282,43 @@ def snippet_payload(s: Snippet, policy: str, agent: dict[str, str]) -> dict[str,
         "policy": policy,
         "needs_force": blockers,
         "warnings": insert_warnings(s),
+        "outputs": outputs_entries(s),
+        "output_uri": output_uri(s.id) if printed_output(s) else None,
         "cell_metadata": cell_metadata(s, agent=agent),
     }
+
+
+def outputs_entries(s: Snippet) -> list[dict[str, Any]]:
+    """What the snippet's validation run showed, each figure with the resource URI that serves it."""
+    out: list[dict[str, Any]] = []
+    figure = 0
+    for o in s.validation.outputs:
+        entry: dict[str, Any] = {"kind": o.kind, "label": o.label}
+        if o.kind == "figure" and o.sha256:
+            figure += 1
+            entry.update(uri=figure_uri(s.id, figure), mime_type="image/png", width=o.width, height=o.height,
+                         size=o.size)
+        else:
+            entry.update(text=o.text, truncated=o.truncated)
+        out.append(entry)
+    return out
+
+
+def figure_uri(sid: str, n: int) -> str:
+    return f"codedistiller://snippets/{sid}/figures/{n}"
+
+
+def output_uri(sid: str) -> str:
+    return f"codedistiller://snippets/{sid}/output"
+
+
+def printed_output(s: Snippet) -> str:
+    """The text a validation run showed: the captured results, then the tail of what it printed."""
+    parts = [f"{o.label}:\n{o.text}" if o.label else o.text for o in s.validation.outputs
+             if o.kind == "text" and o.text]
+    if s.validation.stdout_tail:
+        parts.append("standard output (tail):\n" + s.validation.stdout_tail.rstrip("\n"))
+    return "\n\n".join(parts)
 
 
 # ---------------------------------------------------------------- the server
@@ -369,6 +404,54 @@ def build_server(host: Host) -> MCPServer:
                     "note": "recorded as an open flag for a person to resolve"}
 
         return await host.run(flag)
+
+    def allowed(lib: Library, sid: str) -> Snippet:
+        try:
+            s = lib.get(sid)
+        except LibraryError as exc:
+            raise ResourceError(one_line(exc, 300)) from None
+        policy = policy_of(lib)
+        blockers = insert_blockers(s, policy)
+        if blockers and policy in ("validated", "reviewed"):
+            raise ResourceError(f"{s.id} is withheld: {'; '.join(blockers)}")
+        return s
+
+    def resource_id(raw: str) -> str:
+        if not SNIPPET_ID.fullmatch(raw):
+            raise ResourceError(f"not a snippet id: {one_line(repr(raw), 60)}")
+        return raw
+
+    @server.resource("codedistiller://snippets/{id}/figures/{n}", name="snippet-figure", mime_type="image/png",
+                     description="A figure the snippet drew when it was validated (PNG; see get_snippet's outputs).")
+    async def snippet_figure(id: str, n: str) -> bytes:  # noqa: A002
+        sid = resource_id(id)
+        if not re.fullmatch(r"[1-9][0-9]{0,3}", n):
+            raise ResourceError("figure number must be a whole number from 1")
+
+        def read() -> bytes:
+            lib = host.library()
+            figures = allowed(lib, sid).validation.figures
+            if int(n) > len(figures):
+                raise ResourceError(f"{sid} has {len(figures)} figure(s), not {n}")
+            data = lib.figures.get(figures[int(n) - 1].sha256)
+            if data is None:
+                raise ResourceError(f"figure {n} of {sid} is not in this library's figure store")
+            return data
+
+        return await host.run(read)
+
+    @server.resource("codedistiller://snippets/{id}/output", name="snippet-output", mime_type="text/plain",
+                     description="What the snippet printed and showed when it was validated (plain text).")
+    async def snippet_output(id: str) -> str:  # noqa: A002
+        sid = resource_id(id)
+
+        def read() -> str:
+            text = printed_output(allowed(host.library(), sid))
+            if not text:
+                raise ResourceError(f"{sid} showed no output when it was validated")
+            return text
+
+        return await host.run(read)
 
     return server
 

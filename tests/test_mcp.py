@@ -7,9 +7,13 @@ keep answering afterwards.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
+import struct
 import sys
+import zlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -71,7 +75,7 @@ def with_client(home: Path, body: Callable[[Client], Awaitable[Any]], **options:
     return anyio.run(main)
 
 
-def data(result: Any) -> dict[str, Any]:
+def data_of(result: Any) -> dict[str, Any]:
     """A successful tool call's JSON answer."""
     assert not result.is_error, result.content
     return result.structured_content
@@ -88,9 +92,9 @@ def error_text(result: Any) -> str:
 def test_lists_tools_and_searches_gets_flags(home, ids):
     async def session(client: Client) -> dict[str, Any]:
         tools = {t.name: t for t in (await client.list_tools()).tools}
-        found = data(await client.call_tool("search_snippets", {"query": "kaplan meier"}))
-        got = data(await client.call_tool("get_snippet", {"id": ids["km"]}))
-        flagged = data(await client.call_tool("flag_snippet", {"id": ids["km"], "reason": "KeyError: 'T'",
+        found = data_of(await client.call_tool("search_snippets", {"query": "kaplan meier"}))
+        got = data_of(await client.call_tool("get_snippet", {"id": ids["km"]}))
+        flagged = data_of(await client.call_tool("flag_snippet", {"id": ids["km"], "reason": "KeyError: 'T'",
                                                                "kind": "incorrect"}))
         return {"tools": tools, "found": found, "got": got, "flagged": flagged}
 
@@ -133,7 +137,7 @@ def test_lists_tools_and_searches_gets_flags(home, ids):
 
 def test_the_handshake_era_protocol_works_too(home, ids):
     async def session(client: Client) -> dict[str, Any]:
-        return data(await client.call_tool("search_snippets", {"query": "leiden", "package": "scanpy"}))
+        return data_of(await client.call_tool("search_snippets", {"query": "leiden", "package": "scanpy"}))
 
     found = with_client(home, session, mode="legacy")
     assert [r["id"] for r in found["results"]] == [ids["scanpy"]]
@@ -145,10 +149,10 @@ def test_strict_policy_withholds_what_would_need_force(home, ids):
     set_setting(home, "policy", "validated")
 
     async def session(client: Client) -> dict[str, Any]:
-        found = data(await client.call_tool("search_snippets", {"query": "kaplan meier", "limit": 10}))
+        found = data_of(await client.call_tool("search_snippets", {"query": "kaplan meier", "limit": 10}))
         refusals = {name: error_text(await client.call_tool("get_snippet", {"id": ids[name]}))
                     for name in ("skipped", "failed", "flagged")}
-        got = data(await client.call_tool("get_snippet", {"id": ids["km"]}))
+        got = data_of(await client.call_tool("get_snippet", {"id": ids["km"]}))
         return {"found": found, "refusals": refusals, "got": got}
 
     out = with_client(home, session)
@@ -169,7 +173,7 @@ def test_reviewed_policy_offers_only_approved_code(home, ids):
         lib.review(ids["scanpy"], "approved", by="bob")
 
     async def session(client: Client) -> tuple[dict[str, Any], str]:
-        found = data(await client.call_tool("search_snippets", {"query": ""}))
+        found = data_of(await client.call_tool("search_snippets", {"query": ""}))
         return found, error_text(await client.call_tool("get_snippet", {"id": ids["km"]}))
 
     found, refusal = with_client(home, session)
@@ -179,7 +183,7 @@ def test_reviewed_policy_offers_only_approved_code(home, ids):
 
 def test_validated_only_filters(home, ids):
     async def session(client: Client) -> dict[str, Any]:
-        return data(await client.call_tool("search_snippets", {"query": "kaplan", "validated_only": True}))
+        return data_of(await client.call_tool("search_snippets", {"query": "kaplan", "validated_only": True}))
 
     found = with_client(home, session)
     assert found["results"] and {r["validation"] for r in found["results"]} == {"passed"}
@@ -212,7 +216,7 @@ def test_hostile_queries_and_ids_are_clear_errors_never_crashes(home, ids):
                            ("flag_snippet", {"id": ids["km"], "reason": "bad", "kind": "<script>"}),
                            ("no_such_tool", {})]:
             out["args"].append(await client.call_tool(name, args))
-        out["after"] = data(await client.call_tool("get_snippet", {"id": ids["km"]}))
+        out["after"] = data_of(await client.call_tool("get_snippet", {"id": ids["km"]}))
         return out
 
     out = with_client(home, session)
@@ -236,7 +240,7 @@ def test_hostile_queries_and_ids_are_clear_errors_never_crashes(home, ids):
 
 def test_audit_says_an_agent_inserted_the_cell(home, ids):
     async def session(client: Client) -> dict[str, Any]:
-        return data(await client.call_tool("get_snippet", {"id": ids["km"]}))
+        return data_of(await client.call_tool("get_snippet", {"id": ids["km"]}))
 
     got = with_client(home, session)
     cell = CellInput(index=0, source=got["code"], metadata={"codedistiller": got["cell_metadata"]})
@@ -279,3 +283,66 @@ def test_the_core_the_cli_and_the_load_ext_path_import_no_mcp(home):
                           env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=str(home.parent))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def png(width: int, height: int) -> bytes:
+    """A small real RGB PNG built by hand."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    raw = b"".join(b"\0" + b"\x10\x20\x30" * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_figures_and_printed_output_are_resources(home, ids):
+    from jupyter_codedistiller.figures import check_png, hold
+    from jupyter_codedistiller.model import Output, Validation, utcnow
+
+    data, width, height = check_png(png(3, 2))
+    digest = hashlib.sha256(data).hexdigest()
+    with Library.open(home) as lib:
+        for name in ("km", "flagged"):
+            s = lib.get(ids[name])
+            validation = Validation(
+                status="passed", when=utcnow(), stdout_tail="median survival: 12.0\n",
+                outputs=[Output(kind="figure", label="Figure 1", sha256=digest, size=len(data), width=width,
+                                height=height),
+                         Output(kind="text", label="Result", text="   T  E\n0  6  1")])
+            lib.set_validation(s.id, hold(validation, {digest: data}), s.revision)
+    set_setting(home, "policy", "validated")
+
+    async def session(client: Client) -> dict[str, Any]:
+        templates = (await client.list_resource_templates()).resource_templates
+        got = data_of(await client.call_tool("get_snippet", {"id": ids["km"]}))
+        figure = await client.read_resource(got["outputs"][0]["uri"])
+        printed = await client.read_resource(got["output_uri"])
+        errors = []
+        for uri in [f"codedistiller://snippets/{ids['km']}/figures/2", f"codedistiller://snippets/{ids['km']}/figures/0",
+                    f"codedistiller://snippets/{ids['flagged']}/figures/1",
+                    f"codedistiller://snippets/{ids['scanpy']}/output",
+                    "codedistiller://snippets/..%2F..%2Fetc/output", "codedistiller://snippets/cd-0000000000000000/output"]:
+            try:
+                await client.read_resource(uri)
+                errors.append(None)
+            except Exception as exc:  # the SDK raises the server's error
+                errors.append(str(exc))
+        return {"templates": templates, "got": got, "figure": figure, "printed": printed, "errors": errors}
+
+    out = with_client(home, session)
+    assert {t.uri_template for t in out["templates"]} == {"codedistiller://snippets/{id}/figures/{n}",
+                                                          "codedistiller://snippets/{id}/output"}
+    assert out["got"]["outputs"] == [
+        {"kind": "figure", "label": "Figure 1", "uri": f"codedistiller://snippets/{ids['km']}/figures/1",
+         "mime_type": "image/png", "width": 3, "height": 2, "size": len(data)},
+        {"kind": "text", "label": "Result", "text": "   T  E\n0  6  1", "truncated": False}]
+    blob = out["figure"].contents[0]
+    assert blob.mime_type == "image/png" and base64.b64decode(blob.blob) == data
+    text = out["printed"].contents[0].text
+    assert "Result:\n   T  E" in text and "median survival: 12.0" in text
+    errors = out["errors"]
+    assert all(errors) and all("\n" not in e for e in errors), errors
+    assert "has 1 figure(s), not 2" in errors[0]
+    assert "withheld" in errors[2] and "open flag" in errors[2]
+    assert "showed no output when it was validated" in errors[3]
+    assert "Unknown resource" in errors[4]  # the SDK's path-safety check on template values
+    assert "no snippet 'cd-0000000000000000'" in errors[5]
