@@ -14,13 +14,17 @@ Four parts, each printed as Markdown ready for the doc:
   checked after every kill, then one refresh let finish and compared with an
   uninterrupted one;
 - interfaces: the bad-input cases of tests/hostile/test_bad_commands.py and
-  tests/server/test_hostile_api.py, run through pytest, counted.
+  tests/server/test_hostile_api.py, run through pytest, counted;
+- linear: extraction time of one README line of 1, 10 and 100 MB shaped to
+  make a backtracking pattern quadratic (heading, fence, directive) and of
+  chained Markdown blocks (1,500 and 15,000), beside decoding and splitting the
+  same bytes and the old heading pattern on 10 and 20 KB lines (same run).
 
 Runs in temporary folders; touches nothing else. The defaults are the
 figures in the doc (about 10 minutes on 2 cores):
 
     .venv/bin/python benchmarks/reliability.py [--rounds 10] [--timeout 6] [--print-mb 3072]
-        [--seconds 120] [--kills 200] [--only hostile,concurrency,crash,interfaces]
+        [--seconds 120] [--kills 200] [--only hostile,concurrency,crash,interfaces,linear]
 """
 
 from __future__ import annotations
@@ -186,6 +190,64 @@ def part_interfaces() -> None:
         print(f"- `{target}`: {', '.join(f'{n} {w}' for n, w in counts) or summary}")
 
 
+def _extracted(path: str, data: bytes) -> tuple[float, object]:
+    from jupyter_codedistiller.distill import extract
+
+    started = time.perf_counter()
+    result = extract.extract_file(path, data, seconds=3600)
+    return time.perf_counter() - started, result
+
+
+def part_linear(sizes_mb: list[int]) -> None:
+    from jupyter_codedistiller.distill import extract
+    from tests.hostile.test_linear_extraction import chained_blocks
+
+    print("\n## Linear extraction (issue 16, item 5)\n")
+    extract.MAX_FILE_BYTES = 1 << 40  # measure the parser itself, past the 1 MB file limit
+    shapes = {
+        "ATX heading `# x<spaces>y`": ("README.md", lambda n: "# x" + " " * n + "y\n"),
+        "fence info string ```` ```x<spaces>y ````": ("README.md", lambda n: "```x" + " " * n + "y\n```\n"),
+        "reST directive `.. code-block:: x<spaces>y`": ("docs/a.rst",
+                                                         lambda n: ".. code-block:: x" + " " * n + "y\n"),
+    }
+    print("| input | " + " | ".join(f"{mb} MB" for mb in sizes_mb) + " |")
+    print("|---|" + "---|" * len(sizes_mb))
+    for name, (path, make) in shapes.items():
+        cells = []
+        for mb in sizes_mb:
+            seconds, result = _extracted(path, make(mb * 1_000_000).encode())
+            assert result.complete, result.problems
+            cells.append(f"{seconds:.2f} s")
+            del result
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    cells = []
+    for mb in sizes_mb:
+        data = (" " * (mb * 1_000_000) + "\n").encode()
+        started = time.perf_counter()
+        data.decode("utf-8").split("\n")
+        cells.append(f"{time.perf_counter() - started:.2f} s")
+        del data
+    print("| reference: decode and split the same bytes | " + " | ".join(cells) + " |")
+    old = re.compile(r"^ {0,3}(#{1,6})\s+(.*?)(?:\s+#+)?\s*$")  # the heading pattern before the fix
+    small = {}
+    for n in (5_000, 10_000):
+        line = "# x" + " " * n + "y"
+        started = time.perf_counter()
+        old.match(line)
+        small[n] = time.perf_counter() - started
+    print(f"\nreference, the old heading pattern on one line: 5 KB {small[5_000]:.2f} s, 10 KB "
+          f"{small[10_000]:.2f} s (x{small[10_000] / max(small[5_000], 1e-9):.1f} for twice the size: "
+          f"quadratic, so 900 KB is about {small[10_000] * (900 / 10) ** 2 / 3600:.1f} h)\n")
+    print("| chained Markdown blocks (each uses the one before) | extraction | candidates | "
+          "skipped: needs too much context |")
+    print("|---|---|---|---|")
+    for n in (1_500, 15_000):
+        seconds, result = _extracted("README.md", chained_blocks(n).encode())
+        found = result.candidates
+        print(f"| {n:,} | {seconds:.2f} s | {len(found):,} | "
+              f"{sum(1 for c in found if c.skipped):,} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=10, help="hostile-repository rounds (default 10)")
@@ -193,7 +255,8 @@ def main() -> None:
     p.add_argument("--print-mb", type=int, default=3072, help="output of the printing example (3072 MB)")
     p.add_argument("--seconds", type=float, default=120, help="concurrency run length (default 120)")
     p.add_argument("--kills", type=int, default=200, help="SIGKILLs of a refresh (default 200)")
-    p.add_argument("--only", default="hostile,concurrency,crash,interfaces", help="parts to run")
+    p.add_argument("--only", default="hostile,concurrency,crash,interfaces,linear", help="parts to run")
+    p.add_argument("--line-mb", default="1,10,100", help="line sizes of the linear part (MB)")
     args = p.parse_args()
     parts = {x.strip() for x in args.only.split(",")}
     print(f"# reliability figures\n\n{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()}; "
@@ -207,6 +270,8 @@ def main() -> None:
         part_crash(args.kills)
     if "interfaces" in parts:
         part_interfaces()
+    if "linear" in parts:
+        part_linear([int(x) for x in args.line_mb.split(",")])
 
 
 if __name__ == "__main__":
