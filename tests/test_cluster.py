@@ -320,3 +320,14 @@ def test_nothing_of_dask_is_imported_unless_a_cluster_is_used(tmp_path: Path) ->
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_checkout_over_the_limit_is_not_shipped(tmp_path: Path) -> None:
+    from jupyter_codedistiller.distill.cluster import _git_archive
+
+    repo = make_repo(tmp_path / "lab" / "big", {"LICENSE": SAMPLE_FILES["LICENSE"], "data.bin": b"\0" * 300_000})
+    head = repo.head.commit.hexsha
+    archive = _git_archive(str(tmp_path / "lab" / "big"), head)
+    assert archive is not None and len(archive) > 300_000
+    assert _git_archive(str(tmp_path / "lab" / "big"), head, limit=100_000) is None
+    assert _git_archive(str(tmp_path / "lab" / "big"), "0" * 40) is None

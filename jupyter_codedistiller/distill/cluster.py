@@ -364,19 +364,12 @@ class ClusterExecutor:
         """The ``(root, commit)`` checkout as a Dask future of its ``git archive`` (sent to a
         worker once, then shared between workers), and the root it replaces; (None, None) when
         there is nothing to ship or it is too big (workers then need a shared file system)."""
-        import subprocess
-
         if checkout is None or not checkout[1]:
             return None, None
         root, commit = str(checkout[0]), checkout[1]
         key = (root, commit)
         if key not in self._archives:
-            try:
-                done = subprocess.run(["git", "archive", "--format=tar", commit], cwd=root,
-                                      capture_output=True, timeout=300, check=True)
-                data = done.stdout if len(done.stdout) <= ARCHIVE_MAX else None
-            except (OSError, subprocess.SubprocessError):
-                data = None
+            data = _git_archive(root, commit)
             self._archives[key] = self.client.scatter(data, hash=False) if data else None
         future = self._archives[key]
         return (future, root) if future is not None else (None, None)
@@ -468,6 +461,31 @@ class ClusterExecutor:
         where = f"{v.host} ({v.worker})" if v.worker else str(v.host)
         return dataclasses.replace(v, status="skipped",
                                    reason=f"{MISMATCH}{where}: " + "; ".join(diff) + f" (it {v.status} there)")
+
+
+def _git_archive(root: str, commit: str, limit: int = ARCHIVE_MAX) -> bytes | None:
+    """The tar of ``commit``'s tree, read at most ``limit`` bytes far: None when bigger or broken."""
+    import subprocess
+
+    try:
+        proc = subprocess.Popen(["git", "archive", "--format=tar", commit], cwd=root, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    except OSError:
+        return None
+    chunks, size = [], 0
+    try:
+        while size <= limit:
+            chunk = proc.stdout.read(1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        if size > limit:
+            proc.kill()
+        proc.stdout.close()
+        code = proc.wait()
+    return b"".join(chunks) if size <= limit and code == 0 else None
 
 
 def retry_mismatched(library: Any, source_id: str) -> int:
