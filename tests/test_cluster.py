@@ -331,3 +331,41 @@ def test_a_checkout_over_the_limit_is_not_shipped(tmp_path: Path) -> None:
     assert archive is not None and len(archive) > 300_000
     assert _git_archive(str(tmp_path / "lab" / "big"), head, limit=100_000) is None
     assert _git_archive(str(tmp_path / "lab" / "big"), "0" * 40) is None
+
+
+def test_the_daemon_jupyter_starts_validates_on_c_codedistiller_cluster(tmp_path: Path, cluster) -> None:
+    import signal
+
+    from jupyter_codedistiller.daemon import holder_pid
+
+    from .daskcluster import free_port
+
+    home = tmp_path / "home"
+    with Library(home / "library.db") as lib:
+        sources.add(lib, slow_repo(tmp_path / "lab" / "quick", 2, 0.1))
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_server", "--allow-root", "--no-browser", "--ip=127.0.0.1",
+         f"--port={free_port()}", "--ServerApp.port_retries=0", f"--ServerApp.root_dir={tmp_path}",
+         "--IdentityProvider.token=t0k3n", f"--CodeDistiller.home={home}", "--CodeDistiller.daemon_interval=600",
+         f"--CodeDistiller.cluster={cluster.address}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    try:
+        def validated() -> list:
+            with Library(home / "library.db") as lib:
+                records = [s.validation for s in lib.all()]
+            return records if len(records) == 2 and all(v.status == "passed" for v in records) else []
+
+        records = wait_for(validated, "the server's daemon to validate on the cluster")
+        assert all(v.worker in cluster_workers(cluster) for v in records)
+    finally:
+        daemon = holder_pid(home)
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=WAIT)
+        if daemon and holder_pid(home):
+            os.kill(daemon, signal.SIGKILL)
