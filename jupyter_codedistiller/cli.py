@@ -234,6 +234,11 @@ def status_text(st: dict[str, Any]) -> str:
         pin = src.get("last_commit") or src.get("last_version") or "never distilled"
         lines.append(f"  {src['id']:<20} {src['state']:<7} {pin}  {src.get('last_refresh') or ''}")
     lines += [f"{key:<10} {progress_line(value)}" for key, value in st["progress"].items()]
+    if st.get("isolation"):
+        from .distill.sandbox.settings import weakest_isolation
+
+        weakest = weakest_isolation(st["isolation"])
+        lines.append(f"sandbox    weakest isolation in use: {weakest} ({st['isolation'][weakest]} snippets)")
     return "\n".join(visible(line) for line in lines) + "\n"
 
 

@@ -1169,6 +1169,11 @@ class Library:
             "sources": [s.to_dict() for s in self.sources()],
             "progress": self.progress(),
             "size_bytes": size,
+            # How snippets were contained when validated: isolation level -> count.
+            "isolation": dict(self._read(
+                "SELECT json_extract(data, '$.validation.isolation'), count(*) FROM snippets "
+                "WHERE lifecycle = 'active' AND json_extract(data, '$.validation.isolation') "
+                "IS NOT NULL GROUP BY 1")),
         }
 
     # ------------------------------------------------------------ export and import

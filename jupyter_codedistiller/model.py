@@ -162,6 +162,7 @@ class Validation:
     host: str | None = None  # the machine that ran it, when not this one (a cluster worker)
     worker: str | None = None  # that worker's Dask address
     outputs: list[Output] = field(default_factory=list)
+    mode: str | None = None  # "warm" (forked from a pre-started interpreter) or "cold"; None: older records
 
     def __post_init__(self) -> None:
         _check(self.status, VALIDATION_STATUSES, "validation.status")

@@ -6,10 +6,12 @@ import ast
 import json
 import subprocess
 import sys
+from importlib import metadata
+from pathlib import Path
 
 import pytest
 
-from jupyter_codedistiller.distill.sandbox import reasons, runner, setup
+from jupyter_codedistiller.distill.sandbox import distributions, reasons, runner, setup
 from jupyter_codedistiller.distill.sandbox.programs import CHILD_PROGRAMS, program
 
 
@@ -29,9 +31,20 @@ def test_facts_program_describes_an_interpreter_in_isolated_mode() -> None:
     assert facts["executable"] == sys.executable and facts["version"].count(".") == 2
 
 
-def test_runner_finds_the_direct_imports_of_a_snippet() -> None:
-    assert runner.direct_imports("import a.b, c\nfrom d.e import f\nfrom . import g") == {"a", "c", "d"}
-    assert runner.direct_imports("def (") == set()
+def test_used_distributions_follow_checkout_code_statically_and_name_installed_versions(
+        tmp_path: Path) -> None:
+    pkg = tmp_path / "survkit"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from . import fit\n")
+    (pkg / "fit.py").write_text("import nbformat\nfrom git import Repo\n")
+    (tmp_path / "nbformat-0.0.0-FORGED.dist-info").mkdir()  # a checkout's claim is never read
+    (tmp_path / "nbformat-0.0.0-FORGED.dist-info" / "METADATA").write_text(
+        "Name: nbformat\nVersion: 0.0.0-FORGED\n")
+    assert distributions.used_modules("import survkit", [str(tmp_path)]) >= {"survkit", "nbformat", "git"}
+    site = [p for p in sys.path if p.endswith("site-packages")]
+    found = distributions.used_distributions("import survkit\nimport json", site, [str(tmp_path)])
+    assert found == {"nbformat": metadata.version("nbformat"), "GitPython": metadata.version("GitPython")}
+    assert distributions.missing(["nbformat", "no-such-dist-xyz"], site) == ["no-such-dist-xyz"]
 
 
 def test_setup_path_containment_is_by_component() -> None:

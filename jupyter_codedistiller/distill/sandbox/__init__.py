@@ -54,10 +54,11 @@ from collections.abc import Mapping, Sequence
 
 from ...model import Validation, utcnow
 from .. import capture
-from .probe import describe, interpreter_info, isolation_available, plan_for
+from .distributions import missing, used_distributions
+from .probe import Info, Plan, describe, interpreter_info, isolation_available, plan_for
 from .reasons import final_exception, signal_name, skip_reason, static_needs, tail
-from .settings import ISOLATION_METHODS, SandboxSettings, isolates_network
-from .supervise import execute
+from .settings import ISOLATION_METHODS, SandboxSettings, isolates_network, weakest_isolation
+from .supervise import Run, execute
 
 __all__ = [
     "ISOLATION_METHODS",
@@ -65,6 +66,7 @@ __all__ = [
     "isolates_network",
     "isolation_available",
     "validate",
+    "weakest_isolation",
 ]
 
 
@@ -83,27 +85,55 @@ def validate(code: str, *, python_path: Sequence[str] = (),
     info = interpreter_info(interpreter)
     if isinstance(info, str):
         return Validation(status="skipped", reason=f"interpreter {interpreter} cannot run: {info}",
-                          when=when, duration=0.0, interpreter=interpreter)
+                          when=when, duration=0.0, interpreter=interpreter, mode="cold")
     plan, features = plan_for(settings.isolation)
+    refused = refusal(code, settings, plan, features, interpreter, info, when)
+    if refused is not None:
+        return refused
+    run = execute(code, plan, settings, interpreter, info, python_path)
+    return judge(code, run, plan, settings, interpreter, info, python_path, requirements, when, "cold")
+
+
+def refusal(code: str, settings: SandboxSettings, plan: Plan, features: Sequence[str], interpreter: str,
+            info: Info, when: str) -> Validation | None:
+    """The record of a snippet this machine will not run at all (and why), or None to run it."""
     static = static_needs(code)
     if "network" in static and not settings.network and "net" not in features:
         return Validation(status="skipped", reason="needs network (not run: this machine "
                           "cannot cut the network)", when=when, duration=0.0,
                           interpreter=interpreter, python_version=info.version,
-                          isolation=describe(plan.tool, features, rlimits=True))
-    run = execute(code, plan, settings, interpreter, info, python_path, list(requirements or ()))
+                          isolation=describe(plan.tool, features, rlimits=True), mode="cold")
+    return None
+
+
+def judge(code: str, run: Run, plan: Plan, settings: SandboxSettings, interpreter: str, info: Info,
+          python_path: Sequence[str], requirements: Mapping[str, str | None] | None, when: str,
+          mode: str) -> Validation:
+    """The validation record of one run, built from trusted facts only.
+
+    The run's events come from the setup program and the namespace's init; the
+    versions from the interpreter's installed metadata, read here; the snippet's
+    output is data (tails), never parsed as events.
+    """
+    static = static_needs(code)
     achieved = list(run.features) + [f for f in plan.wrapper_features if run.setup is not None]
+    roots = [os.path.realpath(p) for p in python_path]
+    try:
+        packages = used_distributions(code, info.sys_path, roots)
+    except Exception:  # broken metadata on the path: the record names no versions
+        packages = {}
     v = Validation(
         status="failed",
         when=when,
         duration=round(run.duration, 3),
         interpreter=interpreter,
-        python_version=(run.start or {}).get("python_version") or info.version,
-        packages=dict((run.end or {}).get("packages") or {}),
+        python_version=info.version,
+        packages=packages,
         isolation=describe(plan.tool, achieved, run.rlimits),
         exit_code=run.returncode,
         stdout_tail=tail(run.stdout),
         stderr_tail=tail(run.stderr),
+        mode=mode,
     )
     capture.attach(v, run.captured)
     if run.returncode > 128 and not run.timed_out:
@@ -112,11 +142,11 @@ def validate(code: str, *, python_path: Sequence[str] = (),
         if plan.tool == "bwrap" or said == run.returncode - 128:
             v.exit_code = -(run.returncode - 128)
     stderr = run.stderr.decode("utf-8", errors="replace")
-    if (run.setup is None or run.start is None) and not run.timed_out:
+    if run.setup is None and not run.timed_out:
         v.status = "skipped"
         what = run.setup_error or final_exception(stderr) or f"exit code {run.returncode}"
-        stage = "sandbox setup failed" if run.setup is None else "the interpreter did not start"
-        v.reason = f"{stage}: {what}"[:300]
+        v.reason = f"sandbox setup failed: {what}"[:300]
+        v.packages = {}
         return v
     if run.timed_out:
         v.status, v.reason = "timeout", f"exceeded the {settings.timeout:g} s wall-clock limit"
@@ -132,8 +162,11 @@ def validate(code: str, *, python_path: Sequence[str] = (),
         v.reason = f"killed by {signal_name(-v.exit_code)}"
     else:
         v.reason = final_exception(stderr)[:300] or f"exit code {v.exit_code}"
-    missing = list((run.start or {}).get("missing") or [])
-    why = skip_reason(stderr, static, run.timed_out, missing)
+    try:
+        absent = missing(list(requirements or ()), [*info.sys_path, *roots])
+    except Exception:
+        absent = []
+    why = skip_reason(stderr, static, run.timed_out, absent)
     if why:
         v.status, v.reason = "skipped", why
     return v

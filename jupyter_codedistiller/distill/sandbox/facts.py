@@ -14,4 +14,5 @@ print(json.dumps({
     "paths": [sys.prefix, sys.base_prefix, sys.exec_prefix,
               getattr(sys, "base_exec_prefix", sys.exec_prefix),
               os.path.dirname(os.path.realpath(sys.executable))] + [p for p in sys.path if p],
+    "sys_path": [p for p in sys.path if p],
 }))

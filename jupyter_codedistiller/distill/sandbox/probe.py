@@ -30,7 +30,8 @@ class Plan:
 class Info:
     version: str
     executable: str
-    paths: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)  # what the file-system view must keep
+    sys_path: list[str] = field(default_factory=list)  # where its installed distributions are
 
 
 _lock = threading.Lock()  # guards the caches below
@@ -84,14 +85,15 @@ def plan_for(method: str) -> tuple[Plan, tuple[str, ...]]:
                 return _plans[method]
         if not _plans:
             remove_orphaned_workdirs()
-        chosen = (Plan(None), ())
+        # Nothing worked: rlimits only, still refusing to run as root (each run then says why).
+        chosen = (Plan(None, uid=os.geteuid() == 0), ())
         settings = SandboxSettings(timeout=30.0)
         interpreter = os.path.abspath(settings.interpreter)
         info = interpreter_info(interpreter)
         for plan in _candidates(method):
             try:
                 run = execute("print('sandbox-ok')", plan, settings, interpreter,
-                               info if isinstance(info, Info) else None, (), ())
+                               info if isinstance(info, Info) else None, ())
             except OSError:
                 continue
             if run.returncode == 0 and b"sandbox-ok" in run.stdout and run.setup is not None:
@@ -125,7 +127,8 @@ def interpreter_info(path: str) -> Info | str:
                              env={"PATH": SYSTEM_PATH, "LANG": "C.UTF-8"}, check=False,
                              stdin=subprocess.DEVNULL)
         data = json.loads(out.stdout) if out.returncode == 0 else None
-        info: Info | str = (Info(data["version"], data["executable"], data["paths"])
+        info: Info | str = (Info(data["version"], data["executable"], data["paths"],
+                                   data.get("sys_path") or [])
                              if data else f"exit code {out.returncode}: "
                              f"{out.stderr.decode(errors='replace').strip()[-200:]}")
     except (OSError, subprocess.SubprocessError, ValueError, KeyError) as exc:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 ISOLATION_METHODS = ("auto", "unshare", "bwrap", "none")
 TAIL_CHARS = 2000
 SCRIPT_NAME = "snippet.py"
 MIB = 1024 * 1024
+REPORT_LIMIT = 64 * 1024  # what the supervisor reads of the trusted report pipe
 WORKDIR_PREFIX = "codedistiller-sandbox-"  # + the pid of the process that made it + "-"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Throwaway uids for runs as root: one per run, so RLIMIT_NPROC counts that run only.
@@ -52,3 +54,18 @@ class SandboxSettings:
 def isolates_network(isolation: str | None) -> bool:
     """True when a recorded isolation level says the child had no network."""
     return bool(isolation) and isolation.split("+", 1)[0].endswith("-net")
+
+
+def isolation_strength(isolation: str | None) -> int:
+    """How much a recorded isolation level contains, for ordering: more is stronger."""
+    if not isolation:
+        return -1
+    parts = isolation.split("+")
+    return (2 * isolates_network(isolation) + 2 * ("fs" in parts) + ("pid" in parts)
+            + 2 * ("uid" in parts) + ("rlimits" in parts or isolation == "rlimits-only"))
+
+
+def weakest_isolation(levels: Iterable[str | None]) -> str | None:
+    """The weakest of recorded isolation levels (None when none is recorded)."""
+    found = [lv for lv in levels if lv]
+    return min(found, key=lambda lv: (isolation_strength(lv), lv)) if found else None

@@ -220,20 +220,35 @@ def chown_tree(top, uid):
     os.lchown(top, uid, uid)
 
 
-def can_run_as(uid, cfg):
+def cannot_run_as(uid, cfg):
+    """What the throwaway uid cannot use (a path), or None when it can run the snippet."""
+    r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
+            os.close(r)
             os.setgroups([])
             os.setgid(uid)
             os.setuid(uid)
-            ok = (os.access(cfg["interpreter"], os.X_OK)
-                  and all(os.access(p, os.R_OK) for p in cfg["keep"] if os.path.exists(p))
-                  and os.access(cfg["workdir"], os.W_OK | os.X_OK))
-            os._exit(0 if ok else 1)
+            blocked = None
+            if not os.access(cfg["interpreter"], os.X_OK):
+                blocked = cfg["interpreter"]
+            for p in cfg["keep"]:
+                if blocked is None and os.path.exists(p) and not os.access(p, os.R_OK):
+                    blocked = p
+            if blocked is None and not os.access(cfg["workdir"], os.W_OK | os.X_OK):
+                blocked = cfg["workdir"]
+            os.write(w, (blocked or "").encode()[:3000])
+            os._exit(0)
         except BaseException:
             os._exit(2)
-    return os.waitpid(pid, 0)[1] == 0
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        said = f.read().decode(errors="replace")
+    status = os.waitpid(pid, 0)[1]
+    if status != 0:
+        return "the uid switch itself"
+    return said or None
 
 
 def set_limits(lim, own_uid):
@@ -333,6 +348,9 @@ def main():
             pass
 
     try:
+        # What this program makes (mount points, the working directory's copies) must be usable by
+        # the throwaway uid whatever umask the distiller was started with.
+        os.umask(0o022)
         features = []
         if in_new_namespace("net", cfg["host_ns"]):
             loopback_up()
@@ -349,6 +367,9 @@ def main():
             # Stay as the namespace's init: reap orphans, report how the snippet ended.
             child = os.fork()
             if child:
+                # Not dumpable: the snippet (same uid without a throwaway one) cannot ptrace this
+                # process or open its /proc/1/fd, where the report pipe is.
+                libc().prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
                 try:
                     drop_capabilities()
                 except OSError:
@@ -363,11 +384,12 @@ def main():
         uid = cfg["uid"]
         if uid is not None and os.geteuid() == 0:
             chown_tree(cfg["workdir"], uid)
-            if can_run_as(uid, cfg):
-                features.append("uid")
-            else:
-                chown_tree(cfg["workdir"], 0)
-                uid = None
+            blocked = cannot_run_as(uid, cfg)
+            if blocked:
+                # Never fall back to root silently: refuse, and say what stood in the way.
+                raise OSError("the throwaway uid cannot read %s (made under a restrictive umask?); "
+                              "refusing to run the snippet as root" % blocked)
+            features.append("uid")
         if os.geteuid() == 0 or capabilities():
             for cap in range(64):
                 libc().prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP: no capability after exec
@@ -380,6 +402,8 @@ def main():
             drop_capabilities()
         libc().prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
         emit({"event": "setup", "features": features, "rlimits_failed": failed})
+        # The snippet's process holds no descriptor that reaches the record.
+        os.set_inheritable(fd, False)
         interpreter = cfg["interpreter"]
         os.execv(interpreter, [interpreter, "-c", runner, json.dumps(cfg["run"])])
     except BaseException as exc:

@@ -19,7 +19,17 @@ from dataclasses import dataclass, field
 from .. import capture
 from .probe import Info, Plan, host_namespaces
 from .programs import program
-from .settings import MIB, SCRIPT_NAME, SYSTEM_DIRS, SYSTEM_PATH, TAIL_CHARS, UID_BASE, WORKDIR_PREFIX, SandboxSettings
+from .settings import (
+    MIB,
+    REPORT_LIMIT,
+    SCRIPT_NAME,
+    SYSTEM_DIRS,
+    SYSTEM_PATH,
+    TAIL_CHARS,
+    UID_BASE,
+    WORKDIR_PREFIX,
+    SandboxSettings,
+)
 
 _uids = itertools.count()
 
@@ -33,8 +43,6 @@ class Run:
     stderr: bytes
     setup: dict | None = None
     setup_error: str | None = None
-    start: dict | None = None
-    end: dict | None = None
     exit: dict | None = None
     captured: list = field(default_factory=list)
 
@@ -134,7 +142,7 @@ def _command(plan: Plan, settings: SandboxSettings, workdir: str, keep: list[str
 
 
 def execute(code: str, plan: Plan, settings: SandboxSettings, interpreter: str,
-             info: Info | None, python_path: Sequence[str], requirements: Sequence[str]) -> Run:
+             info: Info | None, python_path: Sequence[str]) -> Run:
     """Run ``code`` once under ``plan``; the working directory is gone when this returns."""
     workdir = os.path.realpath(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
     try:
@@ -165,9 +173,7 @@ def execute(code: str, plan: Plan, settings: SandboxSettings, interpreter: str,
             "uid": _next_uid() if plan.uid else None,
             "limits": {"memory": settings.memory_mb * MIB, "cpu": cpu,
                        "fsize": settings.file_mb * MIB, "nproc": settings.max_processes},
-            "run": {"report_fd": report_w, "script": script,
-                    "requirements": list(requirements), "capture": capture.settings(workdir),
-                    "local": [workdir, *(os.path.realpath(p) for p in python_path)]},
+            "run": {"script": script, "capture": capture.settings(workdir)},
         }
         cmd = _command(plan, settings, workdir, keep, scratch, homes)
         cmd += [interpreter, "-I", "-S", "-c", program("setup"), json.dumps(cfg), program("runner")]
@@ -248,10 +254,14 @@ def _supervise(cmd: list[str], env: dict[str, str], workdir: str, report_r: int,
                     sel.unregister(fd)
                     continue
                 buf = buffers[fd]
+                if fd == report_r:
+                    # Only trusted code writes here, a few hundred bytes: keep the FIRST bytes,
+                    # so nothing written later can push the real events out.
+                    buf += data[:max(REPORT_LIMIT - len(buf), 0)]
+                    continue
                 buf += data
-                cap = limit if fd != report_r else MIB
-                if len(buf) > 2 * cap:
-                    del buf[:-cap]
+                if len(buf) > 2 * limit:
+                    del buf[:-limit]
     finally:
         sel.close()
         if pidfd is not None:
@@ -274,11 +284,7 @@ def _supervise(cmd: list[str], env: dict[str, str], workdir: str, report_r: int,
             run.setup = event
         elif kind == "setup-error" and run.setup is None:
             run.setup_error = str(event.get("error"))
-        elif kind == "start" and run.start is None:
-            run.start = event
-        elif kind == "end":
-            run.end = event
-        elif kind == "exit":
+        elif kind == "exit" and run.exit is None:
             run.exit = event
     return run
 
