@@ -102,6 +102,8 @@ def test_a_forged_or_linked_output_is_not_read(library: Library, tmp_path: Path)
             "open(os.path.join(d, 'figure-1.png'), 'wb').write(b'\\x89PNG\\r\\n\\x1a\\nnot really')\n")
     for isolation in ("auto", "none"):
         v = validate(code, settings=SandboxSettings(isolation=isolation))
+        if v.status == "skipped" and "throwaway uid cannot read" in (v.reason or ""):
+            continue  # as root without namespaces the sandbox refuses to run at all (issue 16.3)
         assert all("secret" not in o.text for o in v.outputs), isolation
         assert v.figures == [] and any("not kept" in o.text for o in v.outputs), isolation
 
