@@ -19,7 +19,7 @@ from .badges import badge_text
 from .escapes import visible, visible_lines
 from .grammar import GrammarError, HelpShown, parse
 from .library import Library, LibraryError, SearchResult
-from .model import Snippet
+from .model import Snippet, Source
 from .titles import headline
 
 PROG = "codedistiller"
@@ -89,11 +89,18 @@ def provenance_text(s: Snippet) -> str:
     if src.package:
         lines.append(f"package    {src.package} {src.version or ''}".rstrip())
     lines.append(f"file       {src.where()}")
+    for place in s.also_at:  # near-duplicates merged into this snippet
+        other = Source(kind=src.kind, path=str(place.get("path") or ""),
+                       line_start=place.get("line_start"), line_end=place.get("line_end"))
+        lines.append(f"also at    {other.where()}")
     link = src.link()
     if link:
         lines.append(f"link       {link}")
     lines.append(f"license    {src.license}")
     made = o.kind + (f" by {o.model}" if o.model else "")
+    context = o.details.get("context_lines")
+    if context:
+        made += f" ({context} line{'s' if context != 1 else ''} of set-up from earlier in the file)"
     if o.prompt_version:
         made += f" (prompt {o.prompt_version})"
     lines.append(f"made       {made}")

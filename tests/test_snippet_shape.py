@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from jupyter_codedistiller.cli import provenance_text
 from jupyter_codedistiller.distill import sources
 from jupyter_codedistiller.distill.refresh import refresh
 from jupyter_codedistiller.distill.sandbox import SandboxSettings
@@ -128,8 +129,13 @@ def test_shape_of_the_fixture_snippets(stored: dict) -> None:
     assert figures.skipped_for_context == 1, figures
 
 
-def test_the_record_round_trips_also_at(stored: dict) -> None:
+def test_the_record_round_trips_also_at_and_why_shows_it(stored: dict) -> None:
     [summary] = [s for (p, a), s in stored.items() if a == "md:summary:1"]
     again = Snippet.from_json(summary.to_json())
     assert again.also_at == summary.also_at
+    other = summary.also_at[0]
+    why = provenance_text(summary).splitlines()
+    assert f"also at    {other['path']} lines {other['line_start']}-{other['line_end']}" in why
+    posthoc = stored[("docs/guide.md", "md:post-hoc-tests:1")]
+    assert "made       assembled (1 line of set-up from earlier in the file)" in provenance_text(posthoc)
 

@@ -144,6 +144,9 @@ class _Names(ast.NodeVisitor):
                 self.modifies.add(root)
 
     # -- names
+    def visit_Constant(self, node: ast.Constant) -> None:
+        pass  # binds and needs nothing (and NodeVisitor's default for it is slow)
+
     def visit_Name(self, node: ast.Name) -> None:
         if isinstance(node.ctx, ast.Load):
             self._load(node.id)
