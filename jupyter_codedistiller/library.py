@@ -41,7 +41,7 @@ from .people import acting_person
 from .textindex import SearchPlan, Unit, api_names, identifiers, query_terms, quoted, split_words
 from .titles import headline
 
-SCHEMA_LATEST = 4
+SCHEMA_LATEST = 5
 BUSY_TIMEOUT_MS = 30_000
 # The columns of the full-text index and their BM25 weights: what the code does (its title, the
 # API it documents, the APIs it calls) outweighs words that merely occur near it.
@@ -49,6 +49,7 @@ FTS_COLUMNS = ("title", "api", "summary", "context", "calls", "tags", "packages"
 FTS_WEIGHTS = (10.0, 8.0, 4.0, 1.5, 3.0, 5.0, 3.0, 1.0)
 CANDIDATES = 200
 SCAN_CAP = 1000
+SEMANTIC_WEIGHT = 1.0  # with embeddings configured: score x (1 + this x cosine(query, snippet))
 RELAXED = 40  # snippets holding any word that are weighed against the full matches
 RELAX_BELOW = 1  # ... when fewer than this many times the results asked for hold every word
 # Where a query word occurs says how much a snippet is about it: column groups and their weights.
@@ -195,8 +196,14 @@ def _backfill_v4(conn: sqlite3.Connection) -> None:
         _index_row(conn, rowid, Snippet.from_dict(json.loads(data)))
 
 
+_V5 = """
+CREATE TABLE embeddings(
+    snippet_rowid INTEGER PRIMARY KEY, model TEXT NOT NULL, code_sha256 TEXT NOT NULL,
+    vector BLOB NOT NULL);
+"""
+
 MIGRATIONS: dict[int, tuple[str, Any]] = {
-    1: (_V1, None), 2: (_V2, _backfill_v2), 3: (_V3, None), 4: (_V4, _backfill_v4),
+    1: (_V1, None), 2: (_V2, _backfill_v2), 3: (_V3, None), 4: (_V4, _backfill_v4), 5: (_V5, None),
 }
 
 
@@ -322,6 +329,8 @@ class Library:
         self._scratch = False  # temp.candidates exists on this connection
         self._stemmer = False  # temp.stems exists on this connection
         self._stems: dict[str, str] = {}
+        self._query_vectors: dict[tuple[str, str], list[float]] = {}
+        self._embed_quiet_until = 0.0
         self.figures = FigureStore(self.path.parent)
 
     @classmethod
@@ -727,6 +736,8 @@ class Library:
             found = [(r, []) for r in _distinct(rows)]
         else:
             found = self._matching(plan, extra, params, want)
+            if found:
+                found = self._rerank(query, found)
         notice = None
         if plan.units and not any(not missing for _, missing in found):
             found = found[:CLOSEST]
@@ -768,6 +779,69 @@ class Library:
 
         return [r[0] for r in self._read(
             "SELECT related FROM vocabulary WHERE term = ? ORDER BY weight DESC, related", (normal(word),))]
+
+    def embed_missing(self, embedder: Any, *, limit: int | None = None) -> int:
+        """Embed the active snippets that have no vector from ``embedder``'s model for their
+        current code (``embeddings.Embedder``); returns how many were stored. Raises
+        ``embeddings.EmbeddingError`` when the endpoint fails (what was stored stays)."""
+        from . import embeddings
+
+        rows = self._read(
+            "SELECT s.rowid, s.data, s.code_sha256 FROM snippets s LEFT JOIN embeddings e "
+            "ON e.snippet_rowid = s.rowid AND e.model = ? AND e.code_sha256 = s.code_sha256 "
+            "WHERE s.lifecycle = 'active' AND e.snippet_rowid IS NULL ORDER BY s.rowid"
+            + (f" LIMIT {int(limit)}" if limit else ""), (embedder.model,))
+        done = 0
+        for start in range(0, len(rows), embeddings.BATCH):
+            batch = rows[start:start + embeddings.BATCH]
+            texts = [embeddings.snippet_text(Snippet.from_dict(json.loads(r[1]))) for r in batch]
+            vectors = embedder.embed([t or " " for t in texts])
+            with self.transaction() as conn:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO embeddings(snippet_rowid, model, code_sha256, vector) "
+                    "VALUES (?, ?, ?, ?)",
+                    [(r[0], embedder.model, r[2], embeddings.pack(v)) for r, v in zip(batch, vectors, strict=True)])
+            done += len(batch)
+        return done
+
+    def _rerank(self, query: str, found: list[tuple[tuple, list[str]]]) -> list[tuple[tuple, list[str]]]:
+        """``found`` re-ranked by meaning when embeddings are configured and stored; else as is.
+
+        The query is embedded once (remembered); a failing endpoint is left alone for a
+        minute, and search stays lexical meanwhile."""
+        import time
+
+        from . import embeddings
+
+        key = (self._version, "embedded")
+        if key not in self._probes:
+            self._probes[key] = bool(self._read("SELECT EXISTS(SELECT 1 FROM embeddings)")[0][0])
+        if not self._probes[key] or time.monotonic() < self._embed_quiet_until:
+            return found
+        embedder = embeddings.embedder_for(self.path.parent)
+        if embedder is None:
+            return found
+        vector = self._query_vectors.get((embedder.model, query))
+        if vector is None:
+            try:
+                vector = embedder.embed([query], timeout=embeddings.QUERY_TIMEOUT)[0]
+            except embeddings.EmbeddingError:
+                self._embed_quiet_until = time.monotonic() + 60
+                return found
+            if len(self._query_vectors) > 256:
+                self._query_vectors.clear()
+            self._query_vectors[(embedder.model, query)] = vector
+        rowids = [r[4] for r, _ in found]
+        stored = dict(self._read(
+            f"SELECT snippet_rowid, vector FROM embeddings WHERE model = ? AND snippet_rowid IN "
+            f"({','.join(map(str, rowids))})", (embedder.model,)))
+        out = []
+        for row, missing in found:
+            similarity = embeddings.cosine(vector, embeddings.unpack(stored[row[4]])) if row[4] in stored else 0.0
+            score = row[2] * (1 + SEMANTIC_WEIGHT * max(0.0, similarity))
+            out.append(((row[0], row[1], score, row[3], row[4]), missing))
+        out.sort(key=lambda item: (-item[0][2], item[0][0]))
+        return out
 
     def _data(self, ids: list[str]) -> list[tuple[str, str]]:
         """(id, data) of these snippets, in this order."""

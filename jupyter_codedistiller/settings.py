@@ -30,6 +30,7 @@ class Settings:
     llm_fast_model: str = ""
     llm_base_url: str = ""
     cluster: str = ""  # a Dask scheduler address that validates for refresh and the daemon
+    embedding_model: str = ""  # an embeddings model at the LLM endpoint: search re-ranks by meaning
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

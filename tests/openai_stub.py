@@ -18,6 +18,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -62,6 +63,8 @@ class OpenAIStub:
 
     def __init__(self, model: str = "stub-model") -> None:
         self.model = model
+        # POST /v1/embeddings answers with embed_with(text) for each input (None: 404).
+        self.embed_with: Callable[[str], list[float]] | None = None
         self.queue: deque[Scripted] = deque()
         self.requests: list[Received] = []
         self._lock = threading.Lock()
@@ -94,6 +97,15 @@ class OpenAIStub:
                 with stub._lock:
                     stub.requests.append(record)
                     scripted = stub.queue.popleft() if stub.queue else None
+                if self.path.rstrip("/") == "/v1/embeddings" and stub.embed_with is not None:
+                    texts = body.get("input") or []
+                    texts = [texts] if isinstance(texts, str) else texts
+                    record.answered = 200
+                    self._send(200, {"object": "list", "model": body.get("model"),
+                                     "data": [{"object": "embedding", "index": i,
+                                               "embedding": stub.embed_with(t)} for i, t in enumerate(texts)],
+                                     "usage": {"prompt_tokens": len(texts), "total_tokens": len(texts)}})
+                    return
                 if self.path.rstrip("/") != "/v1/chat/completions":
                     record.answered = 404
                     self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})

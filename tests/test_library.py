@@ -244,7 +244,7 @@ def test_migration_from_schema_version_1(tmp_path: Path) -> None:
     conn.close()
 
     with Library(path) as lib:
-        assert lib.schema_version == SCHEMA_LATEST == 4
+        assert lib.schema_version == SCHEMA_LATEST == 5
         got = lib.get(s.id)
         assert got.code == s.code
         assert [f.reason for f in got.flags] == ["old flag"]

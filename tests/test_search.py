@@ -216,3 +216,40 @@ def test_cli_magic_and_api_show_the_same_title_api_and_summary(
     assert api["headline"] == {"title": head.title, "api": head.api, "summary": head.summary}
     assert json.loads(json.dumps(api))["headline"]["title"] == head.title
     assert result_lines(library.search("kaplan"))[:3] == lines[:3]
+
+
+def _concept(text: str) -> list[float]:
+    """A toy embedding model: texts about cohorts point one way, everything else another."""
+    return [1.0, 0.1] if "cohort" in text.lower() else [0.1, 1.0]
+
+
+def test_embeddings_rerank_by_meaning_only_when_configured(library: Library, home, monkeypatch) -> None:
+    from jupyter_codedistiller import embeddings
+    from jupyter_codedistiller.settings import set_setting
+
+    from .openai_stub import OpenAIStub
+
+    strong = library.put(make_snippet("strong", title="Kaplan-Meier curve", summary="Kaplan-Meier curve.",
+                                      code=code("strong")))
+    cohort = library.put(make_snippet("cohort", title="Kaplan-Meier per cohort", summary="One curve each.",
+                                      code=code("cohort")))
+    lexical = ids(library.search("kaplan curve for every study group"))
+    assert lexical[0] == strong.id  # words alone prefer the one that repeats them
+    with OpenAIStub() as stub:
+        stub.embed_with = _concept
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        monkeypatch.setenv("OPENAI_BASE_URL", stub.base_url)
+        assert embeddings.embedder_for(home) is None  # no model configured: not used
+        set_setting(home, "embedding_model", "stub-embed")
+        embedder = embeddings.embedder_for(home)
+        assert library.embed_missing(embedder) == 2
+        assert library.embed_missing(embedder) == 0  # kept in the library, per code revision
+        # the model reads "study group" as being about cohorts; the words do not say so
+        stub.embed_with = lambda t: _concept(t.replace("study group", "cohort"))
+        reranked = ids(library.search("kaplan curve for every study group"))
+        assert reranked[0] == cohort.id
+        calls = [r for r in stub.requests if r.path.rstrip("/") == "/v1/embeddings"]
+        assert calls[-1].body["model"] == "stub-embed" and calls[-1].body["input"] == [
+            "kaplan curve for every study group"]
+        stub.embed_with = None  # the endpoint breaks: search stays lexical and answers
+        assert ids(library.search("kaplan curve for every other group"))[0] == strong.id

@@ -702,6 +702,20 @@ def _distil(library: Library, src: RegisteredSource, rep: SourceReport, publish:
     return plan
 
 
+def _embed(library: Library, report: RefreshReport) -> None:
+    """Embed new and changed snippets when an embeddings model is configured; a failing
+    endpoint is one problem line (search stays lexical for what has no vector)."""
+    from ..embeddings import EmbeddingError, embedder_for
+
+    embedder = embedder_for(library.path.parent)
+    if embedder is None or not report.sources:
+        return
+    try:
+        library.embed_missing(embedder)
+    except EmbeddingError as exc:
+        report.sources[-1].problems.append(f"search embeddings not updated: {exc}")
+
+
 def refresh(
     library: Library,
     source_ids: Iterable[str] | None = None,
@@ -751,6 +765,7 @@ def refresh(
             executor.close()
     if any(s.counts().get(k) for s in report.sources for k in ("added", "updated", "retired")):
         library.learn_vocabulary()
+    _embed(library, report)
     report.seconds = time.monotonic() - started
     totals = report.totals()
     library.set_progress(PROGRESS_KEY, {
