@@ -9,6 +9,7 @@ import pytest
 
 from jupyter_codedistiller.distill.assemble import (
     Block,
+    Document,
     analyse,
     assemble,
     is_session,
@@ -190,6 +191,23 @@ def test_unresolved_names_fall_back_to_a_star_import() -> None:
     assert needed_blocks(doc, 2) == [0]
 
 
+def test_a_star_import_becomes_an_import_of_just_the_names_used() -> None:
+    doc = Document(blocks(
+        "from pylab import *\nx = linspace(0, 1)\nprint(x)\nfigure()",
+        "y = 2",
+        "plot(x)\nshow()",
+    ))
+    made = doc.assemble(2)
+    # the block's plot and show, and linspace for the x it needs; not figure, not the prints
+    assert made.code == "from pylab import linspace, plot, show\nx = linspace(0, 1)\n\nplot(x)\nshow()\n"
+    assert made.context_lines == 2 and made.imports == ["pylab"]
+
+
+def test_several_star_imports_stay_as_they_are() -> None:
+    doc = Document(blocks("from pylab import *", "from numpy import *", "plot(linspace(0, 1))"))
+    assert doc.assemble(2).code == "from pylab import *\n\nfrom numpy import *\n\nplot(linspace(0, 1))\n"
+
+
 def test_names_nobody_defines_are_left_alone() -> None:
     doc = blocks("a = 1", "print(undefined_name)")
     assert needed_blocks(doc, 1) == []
@@ -260,3 +278,37 @@ def test_is_session() -> None:
     assert is_session("\n  >>> x = 1\n")
     assert not is_session("x = 1\n>>> y = 2\n")
     assert not is_session("")
+
+
+# ---------------------------------------------------------------- statements, cap, directives
+
+
+def test_an_import_brings_its_line_not_the_block_around_it() -> None:
+    doc = Document(blocks(
+        "import statistics\nvalues = [3, 1, 2]\nprint(statistics.mean(values))\nunrelated = 5",
+        "print(statistics.median([4, 5]))",
+    ))
+    made = doc.assemble(1)
+    assert made.code == "import statistics\n\nprint(statistics.median([4, 5]))\n"
+    assert (made.context_lines, made.assembled, made.skipped) == (1, True, "")
+
+
+def test_more_context_than_the_cap_is_skipped_with_the_reason() -> None:
+    doc = Document(blocks("t = []\n" + "t.append(1)\n" * 10, "print(len(t))"))
+    assert doc.assemble(1, cap=20).context_lines == 11
+    made = doc.assemble(1, cap=5)
+    assert made.code == "print(len(t))\n" and made.context_lines == 0
+    assert made.skipped == "needs too much context: over 5 lines from earlier in the document"
+
+
+def test_doctest_skip_statements_are_dropped_and_ellipsis_output_is_output() -> None:
+    session = (
+        ">>> fit = dict(slope=2.0)\n"
+        ">>> print(fit)  # doctest: +ELLIPSIS\n"
+        "... 'slope': 2.0...\n"
+        ">>> fit.residuals_  # doctest: +SKIP\n"
+        ">>> for k in fit:  # doctest: +NORMALIZE_WHITESPACE\n"
+        "...     print(k)\n"
+        "slope\n"
+    )
+    assert strip_prompts(session) == "fit = dict(slope=2.0)\nprint(fit)\nfor k in fit:\n    print(k)\n"

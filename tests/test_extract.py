@@ -925,3 +925,16 @@ def test_docstring_code_directive_examples_are_extracted() -> None:
     assert c.kind == "docstring" and c.line_start == 9 and c.line_end == 12
     assert c.code.splitlines()[-1] == "    kmf.fit([1, 2, 3], label=group)"
     assert "Attributes" not in c.code
+
+
+def test_printed_output_documented_in_code_is_dropped() -> None:
+    doc = (
+        "# Fit\n\n```python\nimport statistics\nvalues = [1, 2, 4]\nprint(statistics.mean(values))\n"
+        '"""\n2.3333333333333335\n"""\n'
+        "print(max(values))\n#> 4\n# Output:\n#   4\nlabel = 'a string kept'\n\"not after a print: kept\"\n```\n"
+    )
+    [candidate] = extract_file("README.md", doc.encode()).candidates
+    assert "2.333" not in candidate.code and "#> 4" not in candidate.code
+    assert "Output" not in candidate.code and "#   4" not in candidate.code
+    assert "label = 'a string kept'" in candidate.code and "not after a print: kept" in candidate.code
+    assert candidate.code.rstrip().endswith('"not after a print: kept"')

@@ -69,10 +69,10 @@ def test_a_gallery_is_one_pipeline_plus_cells_showing_their_own_step(stored: dic
         assert s.code != pipeline.code
 
 
-def test_a_star_import_brings_its_line_not_its_block(stored: dict) -> None:
+def test_a_star_import_brings_an_import_of_what_is_used_not_its_block(stored: dict) -> None:
     plot = stored[("README.md", "md:plotting-multiple-figures-on-a-plot:1")]
     assert plot.code == (
-        "from lifekit import *\ndurations = [5, 6, 6, 2, 4, 4]\nevents = [1, 0, 0, 1, 1, 1]\n\n"
+        "from lifekit import KaplanMeier\ndurations = [5, 6, 6, 2, 4, 4]\nevents = [1, 0, 0, 1, 1, 1]\n\n"
         "kmf = KaplanMeier()\nkmf.fit(durations, events)\nprint(round(kmf.survival_at(4), 3))\n"
     )
     assert "restricted_mean" not in plot.code and "k_fold" not in plot.code

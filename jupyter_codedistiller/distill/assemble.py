@@ -351,8 +351,9 @@ class Document:
     for each name it uses, the latest statement before it that binds the name
     (an import brings its import line, not the block around it), transitively,
     and for a name bound by assignment the statements in between that update
-    the object in place. A name nobody binds brings the document's star-import
-    lines (one line each). Work per block is bounded by the context cap, so a
+    the object in place. A name nobody binds comes from the document's star
+    import, written as an explicit ``from m import name`` of just the names the
+    block needs (with several star imports, their lines as they are). Work per block is bounded by the context cap, so a
     document costs time linear in its size.
     """
 
@@ -395,7 +396,13 @@ class Document:
 
     def needed(self, index: int, cap: int = MAX_CONTEXT_LINES) -> list[int] | None:
         """Positions of the earlier statements block ``index`` needs, in order; None when over ``cap`` lines."""
+        found = self._needed(index, cap)
+        return None if found is None else found[0]
+
+    def _needed(self, index: int, cap: int) -> tuple[list[int], set[str]] | None:
+        """``needed`` and the names only a star import can provide."""
         start = self.starts[index]
+        starred: set[str] = set()
         chosen: set[int] = set()
         lines = 0
         work: list[tuple[int, str]] = [(start, n) for n in self.blocks[index].analysis.needs]
@@ -409,6 +416,8 @@ class Document:
             take: list[int] = []
             if found is None:
                 take = self.stars[: bisect_left(self.stars, pos)]
+                if take:
+                    starred.add(name)
             else:
                 take.append(found)
                 if name not in self.statements[found].analysis.imported:
@@ -425,16 +434,28 @@ class Document:
                 if lines > cap:
                     return None
                 work.extend((k, n) for n in self.statements[k].analysis.needs)
-        return sorted(chosen)
+        return sorted(chosen), starred
+
+    def _explicit(self, pos: int, names: set[str]) -> str | None:
+        """``from m import a, b`` for the one-line star import at ``pos``, importing only ``names``."""
+        node = self.trees[pos]
+        if (isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                and len(node.names) == 1 and node.lineno == node.end_lineno and names):
+            return f"from {node.module} import {', '.join(sorted(names))}"
+        return None
 
     def assemble(self, index: int, cap: int = MAX_CONTEXT_LINES) -> Assembly:
         """Block ``index`` preceded by the earlier statements it needs (see the class docstring)."""
         alone = self.own(index)
         own, imports = alone.code.strip("\n"), set(alone.imports)
-        needed = self.needed(index, cap)
-        if needed is None:
+        found = self._needed(index, cap)
+        if found is None:
             return Assembly(own + "\n", 0, sorted(imports),
                             f"needs too much context: over {cap} lines from earlier in the document")
+        needed, starred = found
+        stars = [pos for pos in needed if self.statements[pos].analysis.star]
+        # One star import provides every name nobody binds: import just those, explicitly.
+        explicit = self._explicit(stars[0], starred) if len(stars) == 1 else None
         groups: list[list[str]] = []  # the lines taken from each earlier block, in order
         current, lines_of, last_line = -1, [], 0
         for pos in needed:
@@ -446,7 +467,10 @@ class Document:
                     current, self.blocks[current].code.split("\n"))
                 groups.append([])
             for number in range(max(statement.first, last_line + 1), statement.last + 1):
-                groups[-1].append(lines_of[number - 1])
+                line = lines_of[number - 1]
+                if explicit and statement.analysis.star and ";" not in line:
+                    line = explicit
+                groups[-1].append(line)
             last_line = max(last_line, statement.last)
         context = ["\n".join(group) for group in groups]
         code = "\n\n".join(context + [own]) + "\n"
