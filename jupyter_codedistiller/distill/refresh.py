@@ -31,6 +31,7 @@ to the ``progress`` callback and, throttled, into the library (key
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
 
 PROGRESS_KEY = "distiller"
 PROGRESS_INTERVAL = 1.0  # seconds between progress writes into the library
+SOURCES_IN_FLIGHT = 4  # sources a cluster refresh works on at once (one extracting, the others validating)
 SCRIPT_KINDS = ("script", "gallery-cell", "notebook")  # run with their own folder on the path
 
 
@@ -626,11 +628,14 @@ def _one_line(exc: BaseException) -> str:
 
 def refresh_source(library: Library, src: RegisteredSource, *, workers: int | None = None,
                    validate: bool = True, settings: Any = None, full: bool = False,
-                   publish: _Publisher | None = None, executor: Any = None) -> SourceReport:
+                   publish: _Publisher | None = None, executor: Any = None,
+                   distil_lock: Any = None) -> SourceReport:
     """Refresh one registered source (see the module docstring).
 
     ``executor`` (a ``cluster.ClusterExecutor``) validates on a Dask cluster
-    instead of the local pool.
+    instead of the local pool; ``distil_lock`` (held while fetching,
+    extracting and storing) lets sources refreshed in parallel threads
+    extract one at a time.
 
     Never raises for the source's own failures: they end up in the report's
     ``error`` and on the source (state ``error``). KeyboardInterrupt (also
@@ -648,7 +653,8 @@ def refresh_source(library: Library, src: RegisteredSource, *, workers: int | No
         run_id = library.start_run(src.id)
         outcome: str | None = "interrupted"
         try:
-            plan = _distil(library, src, rep, publish, full)
+            with distil_lock or contextlib.nullcontext():
+                plan = _distil(library, src, rep, publish, full)
             if plan is not None:
                 interpreter = getattr(settings, "interpreter", None)
                 rep.stale = mark_stale(library, src.id, interpreter) + mark_retry(library, src.id, interpreter)
@@ -716,6 +722,26 @@ def _embed(library: Library, report: RefreshReport) -> None:
         report.sources[-1].problems.append(f"search embeddings not updated: {exc}")
 
 
+def _overlapped(library: Library, chosen: list[RegisteredSource], executor: Any, publish: _Publisher,
+                **options: Any) -> list[SourceReport]:
+    """Refresh ``chosen`` with a cluster, a few sources at once, so the cluster validates some
+    while the next one is extracted: fetch, extract and store stay one source at a time
+    (CPython 3.11's ``ast`` is not thread-safe), validations run side by side."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    distil_lock = threading.Lock()
+    with ThreadPoolExecutor(max_workers=SOURCES_IN_FLIGHT, thread_name_prefix="codedistiller-source") as pool:
+        futures = [pool.submit(refresh_source, library, src, publish=publish, executor=executor,
+                               distil_lock=distil_lock, **options) for src in chosen]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:  # KeyboardInterrupt from a progress callback: start no other source
+            for f in futures:
+                f.cancel()
+            raise
+
+
 def refresh(
     library: Library,
     source_ids: Iterable[str] | None = None,
@@ -756,10 +782,14 @@ def refresh(
     publish = _Publisher(library, progress)
     report = RefreshReport(validated=validate)
     try:
-        for src in chosen:
-            report.sources.append(refresh_source(library, src, workers=workers, validate=validate,
-                                                 settings=settings, full=full, publish=publish,
-                                                 executor=executor))
+        if executor is not None and len(chosen) > 1:
+            report.sources += _overlapped(library, chosen, executor, publish, workers=workers,
+                                          validate=validate, settings=settings, full=full)
+        else:
+            for src in chosen:
+                report.sources.append(refresh_source(library, src, workers=workers, validate=validate,
+                                                     settings=settings, full=full, publish=publish,
+                                                     executor=executor))
     finally:
         if executor is not None:
             executor.close()
