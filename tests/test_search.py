@@ -253,3 +253,33 @@ def test_embeddings_rerank_by_meaning_only_when_configured(library: Library, hom
             "kaplan curve for every study group"]
         stub.embed_with = None  # the endpoint breaks: search stays lexical and answers
         assert ids(library.search("kaplan curve for every other group"))[0] == strong.id
+
+
+def test_a_docstring_example_is_found_by_its_parameters_and_prose() -> None:
+    from jupyter_codedistiller.distill.extract import extract_file
+
+    source = '''
+class Fitter:
+    """Fit survival curves.
+
+    Parameters
+    ----------
+    alpha : float
+        The confidence level of the bands.
+
+    Examples
+    --------
+    >>> Fitter(alpha=0.1).fit([1, 2])
+    """
+
+    def __init__(self, alpha=0.05, *, ci_labels=None):
+        self.alpha = alpha
+
+    def fit(self, durations):
+        return self
+'''
+    (found,) = extract_file("survkit/fitters.py", source.encode()).candidates
+    assert found.api == "survkit.fitters.Fitter"
+    assert found.context.startswith("Parameters: alpha ci_labels.")
+    assert "confidence level of the bands" in found.context
+    assert "Fitter(alpha=0.1)" not in found.context  # the example is code, not prose

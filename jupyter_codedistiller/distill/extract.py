@@ -49,7 +49,7 @@ MAX_FILE_BYTES = 1_000_000
 FILE_SECONDS = 10.0
 """Extraction of one file taking longer than this stops with a problem line (the time budget)."""
 
-EXTRACTOR_VERSION = "4"
+EXTRACTOR_VERSION = "5"
 """Bump when extraction or assembly changes what a file yields: sources are then re-extracted in full."""
 
 SUMMARY_CHARS = 300
@@ -1193,7 +1193,23 @@ def _docstring_example(
     summary = _shorten(clean_inline(rest or (prose[0] if prose else "")))
     public = ".".join(itertools.takewhile(lambda p: not p.startswith("_"), (module_name(path) or "").split(".")))
     api = f"{public}.{qualname}" if public else qualname
-    return _Found(block, "docstring", anchor, title, summary, api, _docstring_prose(cleaned))
+    prose = _docstring_prose(cleaned)
+    params = _parameter_names(node)
+    context = _shorten(f"Parameters: {' '.join(params)}. {prose}", CONTEXT_CHARS) if params else prose
+    return _Found(block, "docstring", anchor, title, summary, api, context)
+
+
+def _parameter_names(node: ast.AST) -> list[str]:
+    """The parameter names of a function, or of a class's ``__init__`` (not self/cls), which a
+    long docstring's prose may describe past what search keeps of it."""
+    if isinstance(node, ast.ClassDef):
+        node = next((n for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+                     and n.name == "__init__"), None)
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return []
+    a = node.args
+    names = [x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs)]
+    return [n for n in names if n not in ("self", "cls") and not n.startswith("_")][:60]
 
 
 def _docstring_prose(doc: str) -> str:
