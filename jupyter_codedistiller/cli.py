@@ -280,7 +280,8 @@ def progress_line(entry: dict[str, Any]) -> str:
 def cmd_add(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
     from .distill import sources
 
-    src = sources.add(lib, args.source, name=args.name)
+    src = sources.add(lib, args.source, name=args.name,
+                      upstream=not getattr(args, "no_upstream", False))
     if src.kind == "package":
         what = f"{src.settings.get('package')} {src.settings.get('version_at_add')}"
     else:
@@ -316,6 +317,8 @@ def cmd_sources(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
         if r["last_error"]:
             out.write(visible(f"{'':<20} error: {r['last_error']}"
                               + (f" ({r['last_error_when']})" if r["last_error_when"] else "")) + "\n")
+        for layer in r.get("layers") or []:
+            out.write(visible(f"{'':<20} {layer}") + "\n")
 
 
 class TerminalProgress:

@@ -72,6 +72,14 @@ class Source:
     license: str = "unknown"
     repository: str | None = None
     source_id: str | None = None
+    # Which layer of a package source the file came from: "repository" (the upstream repository
+    # at the version's ``tag``, ``commit`` the tag's commit), "sdist" (the source distribution
+    # ``sdist`` with ``sdist_sha256`` from ``index_url``) or "installed"; None for git sources.
+    layer: str | None = None
+    tag: str | None = None
+    sdist: str | None = None
+    sdist_sha256: str | None = None
+    index_url: str | None = None
 
     def __post_init__(self) -> None:
         _check(self.kind, SOURCE_KINDS, "source.kind")

@@ -1,7 +1,8 @@
 """Settings of one library, kept beside it in ``settings.json`` so every interface sees the same.
 
 Environment variables override the file: ``CODEDISTILLER_POLICY`` for the
-policy, ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` for the LLM endpoint (the key
+policy, ``CODEDISTILLER_FETCH_UPSTREAM`` (on/off) for reading package sources' upstream
+repositories and sdists, ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` for the LLM endpoint (the key
 is never written to the file).
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 POLICIES = ("open", "validated", "reviewed")
+SWITCHES = ("on", "off")
 FILE_NAME = "settings.json"
 
 
@@ -31,6 +33,7 @@ class Settings:
     llm_base_url: str = ""
     cluster: str = ""  # a Dask scheduler address that validates for refresh and the daemon
     embedding_model: str = ""  # an embeddings model at the LLM endpoint: search re-ranks by meaning
+    fetch_upstream: str = "on"  # package sources read their upstream repository / sdist
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,6 +49,10 @@ def _coerce(name: str, raw: Any) -> str:
             return check_address(str(raw))
         except ClusterError as exc:
             raise SettingsError(str(exc)) from None
+    if name == "fetch_upstream":
+        raw = {True: "on", False: "off"}.get(raw, raw) if isinstance(raw, bool) else raw
+        if raw not in SWITCHES:
+            raise SettingsError(f"fetch_upstream must be on or off; got {raw!r}")
     return str(raw)
 
 
@@ -73,6 +80,8 @@ def load_settings(home: Path) -> Settings:
     settings = Settings(**{k: _coerce(k, v) for k, v in data.items() if k in names})
     if os.environ.get("CODEDISTILLER_POLICY"):
         settings.policy = _coerce("policy", os.environ["CODEDISTILLER_POLICY"])
+    if os.environ.get("CODEDISTILLER_FETCH_UPSTREAM"):
+        settings.fetch_upstream = _coerce("fetch_upstream", os.environ["CODEDISTILLER_FETCH_UPSTREAM"])
     if os.environ.get("OPENAI_BASE_URL"):
         settings.llm_base_url = os.environ["OPENAI_BASE_URL"]
     return settings

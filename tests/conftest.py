@@ -17,6 +17,9 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No test reads or writes the real user's library or identity."""
     monkeypatch.setenv("CODEDISTILLER_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("CODEDISTILLER_USER", "tester")
+    # No test reaches a package index or code host: upstream layers are on only where a test
+    # serves them locally (tests/test_upstream.py).
+    monkeypatch.setenv("CODEDISTILLER_FETCH_UPSTREAM", "off")
     monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter-data"))
     monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "jupyter-config"))
     os.environ.pop("OPENAI_API_KEY", None)

@@ -201,6 +201,34 @@ class Plan:
     package: str | None = None
     python_path: list[str] = field(default_factory=list)
     virtual: dict[str, bytes] = field(default_factory=dict)
+    # A package source's upstream layer (repository at the tag, or sdist) and the files taken
+    # from it rather than from the installed distribution; its one-line states for `sources`.
+    upstream: Any = None
+    upstream_files: set[str] = field(default_factory=set)
+    layers: list[str] = field(default_factory=list)
+    layers_key: str | None = None
+    # Top-level modules of the distribution the snippets run against (a script folder holding
+    # one would shadow it), and the versions a checkout provides when its own code runs.
+    modules: set[str] = field(default_factory=set)
+    provides: dict[str, str] = field(default_factory=dict)
+
+    def root_of(self, path: str) -> Path:
+        """The folder ``path`` is read from: the upstream layer's or the plan's root."""
+        if path in self.upstream_files and self.upstream is not None:
+            return Path(self.upstream.root)
+        return self.root
+
+    def data_folder(self, s: Snippet) -> str | None:
+        """The folder a script-like snippet may read its data files from (read-only, on its path),
+        unless it holds a copy of the package that would shadow the one that is to run."""
+        if s.origin.details.get("extracted_from") not in SCRIPT_KINDS or s.source.path in self.virtual:
+            return None
+        folder = (self.root_of(s.source.path) / s.source.path).parent
+        if not folder.is_dir():
+            return None
+        if any((folder / m).is_dir() or (folder / f"{m}.py").is_file() for m in self.modules):
+            return None
+        return str(folder)
 
 
 def _extractor_version() -> str | None:
@@ -237,9 +265,7 @@ def _plan_git(library: Library, src: RegisteredSource, full: bool) -> Plan:
     plan = Plan(root=checkout, files=[], commit=commit, ref=ref,
                 license=licenses.for_tree(checkout),
                 repository=src.settings.get("repository"), package=project_name(checkout))
-    plan.python_path = [str(checkout)]
-    if (checkout / "src").is_dir():
-        plan.python_path.append(str(checkout / "src"))
+    _choose_code(plan, checkout)
     old = src.last_commit
     if not full and old and old != commit:
         try:
@@ -267,15 +293,118 @@ def standard_site_dirs() -> set[str]:
     return {os.path.realpath(d) for d in dirs if d}
 
 
-def _plan_package(src: RegisteredSource, full: bool) -> Plan:
+def _top_modules(dist: Any, fallback: str | None) -> set[str]:
+    """Top-level import names a distribution installs (from its files), or its name's."""
+    names = set()
+    for f in dist.files or ():
+        top = f.parts[0] if f.parts else ""
+        if top.endswith((".dist-info", ".egg-info", ".pth", ".data")) or top == "..":
+            continue
+        names.add(top.split(".", 1)[0] if len(f.parts) == 1 else top)
+    names = {n for n in names if n.isidentifier()}
+    if not names and fallback:
+        names.add(re.sub(r"[-.]+", "_", fallback).lower())
+    return names
+
+
+def checkout_version(root: Path, package: str | None) -> str | None:
+    """The version a checkout says it is: pyproject/setup.cfg metadata, else ``__version__``."""
+    try:
+        import tomllib
+
+        version = tomllib.loads(licenses.read_small_text(root / "pyproject.toml") or "").get(
+            "project", {}).get("version")
+        if isinstance(version, str) and version:
+            return version
+    except (ImportError, ValueError, AttributeError):
+        pass
+    text = licenses.read_small_text(root / "setup.cfg") or ""
+    m = re.search(r"^\[metadata\][^\[]*?^version\s*=\s*([\w.+!-]+)\s*$", text, re.M | re.S)
+    if m:
+        return m.group(1)
+    module = re.sub(r"[-.]+", "_", package or "").lower()
+    for base in (root, root / "src"):
+        for rel in (f"{module}/__init__.py", f"{module}/_version.py", f"{module}/version.py",
+                    f"{module}.py"):
+            if module:
+                found = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]",
+                                  licenses.read_small_text(base / rel) or "", re.M)
+                if found:
+                    return found.group(1)
+    return None
+
+
+def _choose_code(plan: Plan, checkout: Path) -> None:
+    """Which code a git source's snippets run against: the installed package when its
+    distribution is installed (the checkout is data then, never on the path), else the checkout
+    (whose own version the validation record names)."""
+    import importlib.metadata as metadata
+
+    dist = None
+    if plan.package:
+        try:
+            dist = metadata.distribution(plan.package)
+        except metadata.PackageNotFoundError:
+            dist = None
+    if dist is not None:
+        where = os.path.realpath(str(dist.locate_file("")))
+        plan.python_path = [] if where in standard_site_dirs() else [where]
+        plan.modules = _top_modules(dist, plan.package)
+        return
+    plan.python_path = [str(checkout)]
+    if (checkout / "src").is_dir():
+        plan.python_path.append(str(checkout / "src"))
+    version = checkout_version(checkout, plan.package)
+    if plan.package and version:
+        plan.provides = {plan.package: version}
+
+
+def fetch_upstream_enabled(library: Library, src: RegisteredSource) -> bool:
+    """Whether a package source reads its upstream layers: the library setting
+    ``fetch_upstream`` (``CODEDISTILLER_FETCH_UPSTREAM`` overrides it) and the source's own."""
+    from ..settings import SettingsError, load_settings
+
+    if src.settings.get("upstream") is False:
+        return False
+    try:
+        return load_settings(library.path.parent).fetch_upstream != "off"
+    except SettingsError:
+        return True
+
+
+def _plan_package(library: Library, src: RegisteredSource, full: bool) -> Plan:
+    import importlib.metadata as metadata
+
+    from . import upstream
+
     info = sources.package_info(src.settings.get("package") or src.url.removeprefix("pkg:"))
     plan = Plan(root=info.root, files=[], version=info.version, license=info.license,
                 repository=info.repository, package=info.name, virtual=info.virtual)
     if os.path.realpath(info.root) not in standard_site_dirs():
         plan.python_path = [str(info.root)]
-    if full or src.last_version != info.version:
+    try:
+        dist = metadata.distribution(info.name)
+        plan.modules = _top_modules(dist, info.name)
+    except metadata.PackageNotFoundError:
+        dist = None
+    files = set(info.files) | set(info.virtual)
+    if fetch_upstream_enabled(library, src) and dist is not None:
+        layer = upstream.upstream_layer(library.path.parent, src.id, info.name, info.version,
+                                        dist.metadata)
+        if layer.ok:
+            plan.upstream = layer
+            listed = (upstream.repository_files(layer) if layer.name == "repository"
+                      else upstream.sdist_files(layer))
+            plan.upstream_files = set(listed)
+            files |= plan.upstream_files
+            plan.layers_key = f"{layer.name}:{layer.commit or layer.sdist_sha256}"
+        plan.layers.append(layer.describe())
+    else:
+        plan.layers.append("upstream: not fetched (fetch_upstream is off)")
+    plan.layers.append(f"installed: {info.name} {info.version} at {info.root}")
+    if full or src.last_version != info.version or src.settings.get("layers_key") != plan.layers_key:
         plan.full = True
-        plan.files = sorted({*info.files, *info.virtual})
+        plan.files = sorted(files)
     return plan
 
 
@@ -286,6 +415,16 @@ def _snippet(src: RegisteredSource, plan: Plan, c: Candidate) -> Snippet:
     from .imports import imports_of, requirements_for
 
     imports = list(c.imports) or imports_of(c.code)
+    layer = plan.upstream if c.path in plan.upstream_files else None
+    where: dict[str, Any] = {"commit": plan.commit}
+    if src.kind == "package":
+        where = {"commit": None, "layer": "installed"}
+        if layer is not None:
+            where = {"commit": layer.commit, "layer": layer.name, "tag": layer.tag,
+                     "sdist": layer.sdist, "sdist_sha256": layer.sdist_sha256,
+                     "index_url": layer.index_url}
+            if layer.name == "repository":
+                where["repository"] = sources.browsable_repository(layer.url) or layer.url
     return Snippet(
         id=snippet_id(src.id, c.path, c.anchor),
         code=c.code,
@@ -296,12 +435,12 @@ def _snippet(src: RegisteredSource, plan: Plan, c: Candidate) -> Snippet:
         tags=list(c.tags),
         imports=imports,
         requirements=requirements_for(imports),
-        source=Source(
-            kind=src.kind, url=src.url, commit=plan.commit, ref=plan.ref, path=c.path,
-            line_start=c.line_start, line_end=c.line_end, package=plan.package,
-            version=plan.version, license=plan.license, repository=plan.repository,
-            source_id=src.id,
-        ),
+        source=Source(**{
+            "kind": src.kind, "url": src.url, "ref": plan.ref, "path": c.path,
+            "line_start": c.line_start, "line_end": c.line_end, "package": plan.package,
+            "version": plan.version, "license": plan.license, "repository": plan.repository,
+            "source_id": src.id, **where,
+        }),
         origin=Origin(kind=c.origin, details={"extracted_from": c.kind, "anchor": c.anchor,
                                               "context_lines": c.context_lines}),
         validation=Validation(status="skipped", reason=c.skipped) if c.skipped else Validation(),
@@ -319,14 +458,15 @@ def _extract(src: RegisteredSource, plan: Plan, rep: SourceReport, publish: _Pub
     found: list[Candidate] = []
     for i, path in enumerate(files, 1):
         publish(src.id, "extract", i, len(files), path)
-        size = _size(plan.root / path) if path not in plan.virtual else 0
+        root = plan.root_of(path)
+        size = _size(root / path) if path not in plan.virtual or root != plan.root else 0
         if size > extract.MAX_FILE_BYTES:  # not even read: read_file would cut it anyway
             rep.problems.append(f"{src.id}: {path}: {size / 1e6:.1f} MB is over the "
                                 f"{extract.MAX_FILE_BYTES / 1e6:g} MB limit, skipped")
             rep.files += 1
             continue
         try:
-            data = sources.read_file(plan.root, path, plan.virtual)
+            data = sources.read_file(root, path, plan.virtual if root == plan.root else None)
         except OSError as exc:
             rep.problems.append(f"{src.id}: {path}: cannot read: {exc.strerror or exc}")
             broken.add(path)
@@ -407,6 +547,9 @@ def _store(library: Library, src: RegisteredSource, plan: Plan, snippets: list[S
         current.settings.pop("last_error_when", None)
         if extractor is not None:
             current.settings["extractor"] = extractor
+        if current.kind == "package":
+            current.settings["layers"] = plan.layers
+            current.settings["layers_key"] = plan.layers_key
         library.save_source(current)
     for name in ("added", "updated", "revived", "unchanged"):
         setattr(rep, name, counts.get(name, 0))
@@ -457,11 +600,15 @@ def installed_versions(names: Iterable[str],
         return {}
 
 
-def mark_stale(library: Library, source_id: str, interpreter: str | None = None) -> int:
+def mark_stale(library: Library, source_id: str, interpreter: str | None = None,
+               provided: dict[str, str] | None = None) -> int:
     """Passed snippets whose imported distributions changed version since they passed
-    become ``stale``; returns how many."""
+    become ``stale``; returns how many. ``provided``: versions a checkout provides instead
+    of the installed ones (its own code runs)."""
     passed = [s for s in _snippets_with(library, source_id, ["passed"]) if s.validation.packages]
     now = installed_versions({d for s in passed for d in s.validation.packages}, interpreter)
+    if now and provided:
+        now.update(provided)
     if not now:
         return 0
     changed: list[tuple[Snippet, str]] = []
@@ -521,26 +668,29 @@ def _validate(library: Library, src: RegisteredSource, plan: Plan | None, rep: S
         rep.pending += len(todo) - limit
         todo = todo[:limit]
     base = list(plan.python_path) if plan else []
-    root = plan.root if plan else None
 
     def python_path(s: Snippet) -> list[str]:
         path = list(base)
-        if root is not None and s.origin.details.get("extracted_from") in SCRIPT_KINDS:
-            folder = (root / s.source.path).parent
-            if folder.is_dir():
-                path.insert(0, str(folder))
+        folder = plan.data_folder(s) if plan else None
+        if folder:
+            path.insert(0, folder)
         return path
+
+    def finish(s: Snippet, v: Validation) -> None:
+        if plan and plan.provides:
+            record_checkout_versions(v, s, plan)
 
     if executor is not None:  # a Dask cluster runs the sandbox; this process writes
         checkout = (plan.root, plan.commit) if plan is not None and plan.commit else None
         _validate_on(executor, library, src, [(s, python_path(s)) for s in todo], rep, publish, settings,
-                     checkout)
+                     checkout, finish)
         return
 
     def run(s: Snippet) -> str:
         path = python_path(s)
         v = sandbox.validate(s.code, python_path=path, settings=settings,
                              requirements=s.requirements)
+        finish(s, v)
         library.set_validation(s.id, v, revision=s.revision)
         return v.status
 
@@ -568,7 +718,7 @@ def _validate(library: Library, src: RegisteredSource, plan: Plan | None, rep: S
 
 def _validate_on(executor: Any, library: Library, src: RegisteredSource,
                  jobs: list[tuple[Snippet, list[str]]], rep: SourceReport, publish: _Publisher,
-                 settings: Any, checkout: tuple[Path, str] | None) -> None:
+                 settings: Any, checkout: tuple[Path, str] | None, finish: Any = None) -> None:
     """Validate through ``executor.validate_many`` (a cluster), storing each result as it arrives."""
     publish(src.id, "validate", 0, len(jobs), executor.describe())
     results = executor.validate_many(jobs, settings=settings, checkout=checkout)
@@ -579,12 +729,23 @@ def _validate_on(executor: Any, library: Library, src: RegisteredSource,
                                            f"{type(outcome).__name__}: {first[:200]}"))
             rep.pending += 1
         else:
+            if finish is not None:
+                finish(s, outcome)
             library.set_validation(s.id, outcome, revision=s.revision)
             if outcome.status in ("passed", "failed", "timeout", "skipped"):
                 setattr(rep, outcome.status, getattr(rep, outcome.status) + 1)
             else:
                 rep.pending += 1
         publish(src.id, "validate", done, len(jobs), f"{s.source.path} [{executor.describe()}]")
+
+
+def record_checkout_versions(v: Validation, s: Snippet, plan: Plan) -> None:
+    """Name, in ``v``, the version of the checkout's own code that ran (not an installed one)."""
+    wanted = {m.split(".")[0] for m in s.imports}
+    for dist, version in plan.provides.items():
+        module = re.sub(r"[-.]+", "_", dist).lower()
+        if module in wanted or dist in s.requirements:
+            v.packages[dist] = version
 
 
 # ---------------------------------------------------------------- the refresh
@@ -657,7 +818,8 @@ def refresh_source(library: Library, src: RegisteredSource, *, workers: int | No
                 plan = _distil(library, src, rep, publish, full)
             if plan is not None:
                 interpreter = getattr(settings, "interpreter", None)
-                rep.stale = mark_stale(library, src.id, interpreter) + mark_retry(library, src.id, interpreter)
+                rep.stale = (mark_stale(library, src.id, interpreter, plan.provides)
+                             + mark_retry(library, src.id, interpreter))
                 from .cluster import retry_mismatched
 
                 rep.stale += retry_mismatched(library, src.id)
@@ -685,7 +847,7 @@ def _distil(library: Library, src: RegisteredSource, rep: SourceReport, publish:
         extractor = _extractor_version()
         full = full or (extractor is not None and src.settings.get("extractor") != extractor)
         if src.kind == "package":
-            plan = _plan_package(src, full)
+            plan = _plan_package(library, src, full)
         else:
             plan = _plan_git(library, src, full)
         rep.full, rep.pin = plan.full, plan.commit or plan.version
@@ -699,6 +861,11 @@ def _distil(library: Library, src: RegisteredSource, rep: SourceReport, publish:
         rep.error = _one_line(exc)
         _record_error(library, src.id, rep.error)
         return None
+    if src.kind == "package" and plan.full:
+        from . import upstream
+
+        upstream.retire_versions(library.path.parent, src.id,
+                                 plan.version if plan.upstream is not None else None)
     if plan.commit and plan.commit != src.last_commit:
         try:  # keep the distilled commit reachable, so the next diff can start from it
             sources.run_git(["update-ref", "refs/codedistiller/distilled", plan.commit],

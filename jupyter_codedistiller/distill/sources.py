@@ -480,8 +480,10 @@ def _check_local(path: str) -> str:
 
 
 def add(library: Library, spec: str, *, name: str | None = None,
-        ref: str | None = None) -> RegisteredSource:
+        ref: str | None = None, upstream: bool = True) -> RegisteredSource:
     """Check and register a source; git sources are cloned now. Nothing is stored on failure.
+
+    ``upstream=False`` keeps a package source to its installed files (no repository, no sdist).
 
     A removed source's id may be taken again; its snippets come back when they
     are found again by the next refresh.
@@ -502,7 +504,7 @@ def add(library: Library, spec: str, *, name: str | None = None,
             id=source_id, kind="package", url=url, location=str(info.root),
             license=info.license,
             settings={"repository": info.repository, "package": info.name,
-                      "version_at_add": info.version},
+                      "version_at_add": info.version, "upstream": bool(upstream)},
         )
         return _register(library, src)
 
@@ -583,4 +585,5 @@ def describe(src: RegisteredSource) -> dict[str, Any]:
         "last_refresh": src.last_refresh,
         "last_error": src.last_error,
         "last_error_when": src.settings.get("last_error_when"),
+        "layers": list(src.settings.get("layers") or []) if src.kind == "package" else [],
     }
