@@ -398,9 +398,11 @@ def _plan_package(library: Library, src: RegisteredSource, full: bool) -> Plan:
             plan.upstream_files = set(listed)
             files |= plan.upstream_files
             plan.layers_key = f"{layer.name}:{layer.commit or layer.sdist_sha256}"
-        plan.layers.append(layer.describe())
+        plan.layers += layer.lines()
     else:
-        plan.layers.append("upstream: not fetched (fetch_upstream is off)")
+        why = ("--no-upstream" if src.settings.get("upstream") is False
+               else "fetch_upstream is off")
+        plan.layers.append(f"upstream: not fetched ({why})")
     plan.layers.append(f"installed: {info.name} {info.version} at {info.root}")
     if full or src.last_version != info.version or src.settings.get("layers_key") != plan.layers_key:
         plan.full = True

@@ -53,6 +53,7 @@ LAYER_FILE = "layer.json"
 NETWORK_TIMEOUT = 60.0
 MAX_SDIST_BYTES = 200 * 1024 * 1024  # the archive itself
 MAX_MEMBER_BYTES = 20 * 1024 * 1024  # one unpacked file; bigger ones are skipped
+MAX_SKIPPABLE_BYTES = 256 * 1024 * 1024  # a member bigger than this refuses the sdist unread
 MAX_UNPACKED_BYTES = 500 * 1024 * 1024  # all of them; more refuses the sdist
 MAX_MEMBERS = 50_000
 MAX_INDEX_PAGE = 20 * 1024 * 1024
@@ -82,6 +83,11 @@ class Layer:
     sdist_sha256: str | None = None
     index_url: str | None = None
     skipped: list[str] = field(default_factory=list)  # archive members not unpacked, and why
+    tried: list[str] = field(default_factory=list)  # lines of the layers preferred but missing
+
+    def lines(self) -> list[str]:
+        """What ``codedistiller sources`` shows: the layers tried first, then this one."""
+        return [*self.tried, self.describe()]
 
     def describe(self) -> str:
         """The one line ``codedistiller sources`` shows for this layer."""
@@ -450,7 +456,8 @@ def unpack(archive: Path, dest: Path) -> list[str]:
 
     Returns the members not unpacked, each with why (links, devices, members
     over MAX_MEMBER_BYTES). Raises HostileArchive (one line) when a member's
-    path escapes ``dest``, or the archive holds too many or too large members in all;
+    path escapes ``dest``, a member is over MAX_SKIPPABLE_BYTES (refused before
+    it is read), or the archive holds too many or too large members in all;
     ``dest`` is removed then.
     """
     dest.mkdir(parents=True)
@@ -470,6 +477,9 @@ def unpack(archive: Path, dest: Path) -> list[str]:
                     if mode and not stat.S_ISREG(mode):
                         skipped.append(f"{info.filename}: not a regular file")
                         continue
+                    if info.file_size > MAX_SKIPPABLE_BYTES:
+                        raise HostileArchive(f"sdist refused: member {info.filename[:80]!r} is "
+                                             f"{info.file_size // (1024 * 1024)} MB")
                     if info.file_size > MAX_MEMBER_BYTES:
                         skipped.append(f"{info.filename}: {info.file_size // (1024 * 1024)} MB")
                         continue
@@ -497,6 +507,9 @@ def unpack(archive: Path, dest: Path) -> list[str]:
                         kind = "link" if member.issym() or member.islnk() else "special file"
                         skipped.append(f"{member.name}: {kind}, not unpacked")
                         continue
+                    if member.size > MAX_SKIPPABLE_BYTES:
+                        raise HostileArchive(f"sdist refused: member {member.name[:80]!r} is "
+                                             f"{member.size // (1024 * 1024)} MB")
                     if member.size > MAX_MEMBER_BYTES:
                         skipped.append(f"{member.name}: {member.size // (1024 * 1024)} MB, "
                                        "over the member limit")
@@ -596,7 +609,7 @@ def upstream_layer(home: Path, source_id: str, name: str, version: str, meta: An
 
     Never raises for the upstream's own failures: the returned layer says why
     it is missing. When the repository layer is missing the sdist layer is
-    tried, and the returned layer's reason names both.
+    tried, and the returned layer's ``tried`` says why the repository is missing.
     """
     folder = cache_dir(home, source_id) / _version_dir(version)
     record = folder / LAYER_FILE
@@ -615,9 +628,8 @@ def upstream_layer(home: Path, source_id: str, name: str, version: str, meta: An
         layer = repo
         if not repo.ok:
             layer = fetch_sdist(name, version, staging / "sdist")
-            if not layer.ok:
-                layer.reason = f"{repo.reason}; sdist: {layer.reason}"
-                layer.lasting = layer.lasting and repo.lasting
+            layer.tried = [repo.describe()]
+            layer.lasting = layer.lasting and (layer.ok or repo.lasting)
         if layer.ok or layer.lasting:
             if layer.root:  # the path it will have once the staging folder is moved in place
                 layer.root = str(folder / Path(layer.root).relative_to(staging))
