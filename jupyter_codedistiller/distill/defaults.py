@@ -12,7 +12,9 @@ from ..model import RegisteredSource
 
 CURATED = (
     "lifelines",
+    "scikit-survival",
     "pydeseq2",
+    "pingouin",
     "statsmodels",
     "scikit-learn",
     "scipy",

@@ -398,6 +398,9 @@ def _plan_package(library: Library, src: RegisteredSource, full: bool) -> Plan:
             plan.upstream_files = set(listed)
             files |= plan.upstream_files
             plan.layers_key = f"{layer.name}:{layer.commit or layer.sdist_sha256}"
+            shim = upstream.run_folder(layer, info.root, plan.modules)
+            if shim is not None:  # the installed package, with the upstream's data beside it
+                plan.python_path.insert(0, str(shim))
         plan.layers += layer.lines()
     else:
         why = ("--no-upstream" if src.settings.get("upstream") is False

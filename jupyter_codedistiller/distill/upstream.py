@@ -535,7 +535,8 @@ def unpack(archive: Path, dest: Path) -> list[str]:
 def _read_only(top: Path) -> None:
     for folder, _dirs, files in os.walk(top):
         for f in files:
-            os.chmod(os.path.join(folder, f), 0o444)
+            if not os.path.islink(os.path.join(folder, f)):  # chmod would follow it
+                os.chmod(os.path.join(folder, f), 0o444)
         os.chmod(folder, 0o555)
 
 
@@ -594,6 +595,76 @@ def fetch_sdist(name: str, version: str, dest: Path, cfg: IndexConfig | None = N
         reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
         layer.reason, layer.lasting = f"offline: sdist download failed: {reason}"[:300], False
     return layer
+
+
+# ---------------------------------------------------------------- the folder snippets run from
+
+DATA_DIR = re.compile(r"(^|[_-])(data|datasets?|samples?|resources|fixtures)([_-]|$)", re.I)
+MAX_RUN_DATA_BYTES = 100 * 1024 * 1024
+RUN_FOLDER = "run"
+
+
+def data_dirs(layer: Layer, modules: set[str]) -> list[Path]:
+    """The layer's top-level data folders (``datasets/``, ``data/``, ...), not code."""
+    if not layer.ok or not layer.root:
+        return []
+    root = Path(layer.root)
+    return sorted(d for d in root.iterdir()
+                  if d.is_dir() and not d.is_symlink() and d.name not in modules
+                  and DATA_DIR.search(d.name) and not (d / "__init__.py").exists())
+
+
+def run_folder(layer: Layer, installed_root: Path, modules: set[str]) -> Path | None:
+    """A folder to put first on a snippet's path when the layer ships data beside its package.
+
+    It holds links to the *installed* top-level modules (so the installed code
+    runs, compiled parts included) and read-only copies (hard links where they
+    can be) of the layer's data folders beside them, so that code finding its
+    data relative to its package (``Path(pkg.__file__).parent.parent / "datasets"``)
+    finds the upstream's. None when the layer has no data folder or the data is
+    over MAX_RUN_DATA_BYTES.
+    """
+    dirs = data_dirs(layer, modules)
+    if not dirs or not layer.root:
+        return None
+    total = sum(p.stat().st_size for d in dirs for p in d.rglob("*") if p.is_file() and not p.is_symlink())
+    if total > MAX_RUN_DATA_BYTES:
+        return None
+    version_folder = _layer_folder(Path(layer.root))
+    dest = version_folder / RUN_FOLDER
+    staging = Path(tempfile.mkdtemp(prefix=".run-", dir=version_folder))
+    try:
+        for m in sorted(modules):
+            for found in [installed_root / m, installed_root / f"{m}.py",
+                          *installed_root.glob(f"{m}.*.so"), *installed_root.glob(f"{m}.*.pyd")]:
+                if found.exists():
+                    os.symlink(found, staging / found.name)
+        for d in dirs:
+            shutil.copytree(d, staging / d.name, symlinks=False, copy_function=_link_or_copy,
+                            ignore=lambda folder, names: [n for n in names
+                                                          if os.path.islink(os.path.join(folder, n))])
+        _read_only(staging)
+        os.chmod(staging, 0o755)
+        remove_tree(dest)
+        os.replace(staging, dest)
+    finally:
+        remove_tree(staging)
+    return dest
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _layer_folder(root: Path) -> Path:
+    """The version folder of the cache a layer's root lies in."""
+    for parent in root.parents:
+        if (parent / LAYER_FILE).is_file():
+            return parent
+    return root.parent
 
 
 # ---------------------------------------------------------------- the cache
