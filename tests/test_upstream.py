@@ -187,7 +187,9 @@ def test_repository_at_the_version_tag(library: Library, online: Path, monkeypat
     assert gallery.validation.packages.get("tinyup") == "1.0"
     assert "18" in gallery.validation.stdout_tail
     # The docstring example arrives too, and the long description.
-    assert any(s.validation.status == "passed" for s in files["tinyup/__init__.py"])
+    docs = files["tinyup/__init__.py"]
+    assert any(s.validation.status == "passed" for s in docs)
+    assert {s.source.layer for s in docs} == {"installed"}, "docstrings come from what runs"
     out = sources_text(home, capsys)
     assert f"repository: {url}@{tagged[:12]} (tag v1.0)" in out
     assert "installed: tinyup 1.0" in out
@@ -234,9 +236,17 @@ def test_sdist_from_the_configured_index_when_the_tag_is_missing(
     tmp = online
     repo = make_repo(tmp / "upstream" / "tinysd", {"README.md": "# no tags here\n"})
     url = file_url(Path(repo.working_tree_dir))
-    installed(tmp, "tinysd", "2.0", url, monkeypatch)
-    archive = make_sdist(tmp / "index" / "files", "tinysd", "2.0",
-                         project_files("tinysd", "2.0", url))
+    # The installed package finds its sample data beside itself, as PyDESeq2's does; the wheel
+    # does not ship it, the sdist does. The sdist's own copy of the package must never run.
+    loader = ("\n\ndef load():\n    from pathlib import Path\n"
+              "    return (Path(__file__).parent.parent / 'datasets' / 'counts.csv').read_text()\n")
+    installed(tmp, "tinysd", "2.0", url, monkeypatch,
+              extra={"tinysd/__init__.py": MODULE.format(name="tinysd", version="2.0") + loader})
+    sdist_files = {**project_files("tinysd", "2.0", url),
+                   "tinysd/__init__.py": "raise RuntimeError('the sdist copy ran')\n",
+                   "datasets/counts.csv": "gene,count\ng1,42\n",
+                   "examples/plot_load_data.py": "import tinysd\n\nprint(tinysd.load())\n"}
+    archive = make_sdist(tmp / "index" / "files", "tinysd", "2.0", sdist_files)
     index = serve_index(tmp / "index", archive, "tinysd")
     monkeypatch.setenv("PIP_INDEX_URL", index)
 
@@ -250,6 +260,10 @@ def test_sdist_from_the_configured_index_when_the_tag_is_missing(
         "sdist", "tinysd-2.0.tar.gz", sha, index)
     assert src.commit is None and src.version == "2.0"
     assert gallery.validation.status == "passed", gallery.validation.reason
+    data = by_path(library)["examples/plot_load_data.py"][0]
+    assert data.validation.status == "passed", (data.validation.reason, data.validation.stderr_tail)
+    assert "g1,42" in data.validation.stdout_tail
+    assert data.validation.packages.get("tinysd") == "2.0"
     out = sources_text(home, capsys)
     assert f"repository: tag v2.0 not found in {url}" in out
     assert f"sdist: tinysd-2.0.tar.gz sha256 {sha} from {index}" in out

@@ -201,8 +201,8 @@ class Plan:
     package: str | None = None
     python_path: list[str] = field(default_factory=list)
     virtual: dict[str, bytes] = field(default_factory=dict)
-    # A package source's upstream layer (repository at the tag, or sdist) and the files taken
-    # from it rather than from the installed distribution; its one-line states for `sources`.
+    # A package source's upstream layer (repository at the tag, or sdist) and the files read
+    # from it (those the installed distribution lacks); one line per layer for `sources`.
     upstream: Any = None
     upstream_files: set[str] = field(default_factory=set)
     layers: list[str] = field(default_factory=list)
@@ -307,6 +307,14 @@ def _top_modules(dist: Any, fallback: str | None) -> set[str]:
     return names
 
 
+def _in_package(path: str, modules: set[str]) -> bool:
+    """Whether a repository path is the package's own code (``pkg/...``, ``src/pkg/...``)."""
+    parts = path.split("/")
+    if parts[0] == "src" and len(parts) > 1:
+        parts = parts[1:]
+    return (len(parts) > 1 and parts[0] in modules) or parts[0].removesuffix(".py") in modules
+
+
 def checkout_version(root: Path, package: str | None) -> str | None:
     """The version a checkout says it is: pyproject/setup.cfg metadata, else ``__version__``."""
     try:
@@ -395,7 +403,10 @@ def _plan_package(library: Library, src: RegisteredSource, full: bool) -> Plan:
             plan.upstream = layer
             listed = (upstream.repository_files(layer) if layer.name == "repository"
                       else upstream.sdist_files(layer))
-            plan.upstream_files = set(listed)
+            # The installed files win: they are what runs. The upstream layer adds what the wheel
+            # lacks (examples, docs, tutorials), not its own copy of the package's modules.
+            plan.upstream_files = {p for p in listed
+                                   if p not in files and not _in_package(p, plan.modules)}
             files |= plan.upstream_files
             plan.layers_key = f"{layer.name}:{layer.commit or layer.sdist_sha256}"
             shim = upstream.run_folder(layer, info.root, plan.modules)
