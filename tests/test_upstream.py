@@ -487,3 +487,27 @@ def test_recorded_versions_are_those_that_ran(library: Library, tmp_path: Path,
     assert ran.validation.packages.get("tinyv") == "0.1.0"
     # The checkout's own version is not taken for an environment change on the next refresh.
     assert refresh(library, ["checkout-only"]).totals()["stale"] == 0
+
+
+def test_daemon_honours_fetch_upstream(online: Path, monkeypatch, home: Path) -> None:
+    repo = make_repo(online / "upstream" / "tinyd", project_files("tinyd", "1.0", None))
+    repo.create_tag("v1.0")
+    target = installed(online, "tinyd", "1.0", file_url(Path(repo.working_tree_dir)), monkeypatch)
+    env = {**os.environ, "CODEDISTILLER_HOME": str(home), "PYTHONPATH": os.pathsep.join(
+        [str(target), str(Path(__file__).resolve().parent.parent)])}
+
+    def daemon_once() -> None:
+        done = subprocess.run([sys.executable, "-m", "jupyter_codedistiller.cli", "daemon", "--once",
+                               "--no-defaults"], capture_output=True, text=True, env=env, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+
+    with Library.open(home) as lib:
+        sources.add(lib, "pkg:tinyd")
+    assert main(["--home", str(home), "config", "fetch_upstream", "off"]) == 0
+    daemon_once()
+    assert not upstream.cache_dir(home, "tinyd").exists()
+    assert main(["--home", str(home), "config", "fetch_upstream", "on"]) == 0
+    daemon_once()
+    with Library.open(home) as lib:
+        gallery = by_path(lib)["examples/plot_minimal_pipeline.py"][0]
+    assert gallery.source.tag == "v1.0" and gallery.validation.status == "passed"
