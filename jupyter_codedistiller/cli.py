@@ -88,6 +88,10 @@ def provenance_text(s: Snippet) -> str:
         lines.append(f"commit     {src.commit}")
     if src.package:
         lines.append(f"package    {src.package} {src.version or ''}".rstrip())
+    if src.layer == "repository":
+        lines.append(f"upstream   repository at tag {src.tag} ({src.repository}@{src.commit})")
+    elif src.layer == "sdist":
+        lines.append(f"upstream   sdist {src.sdist} sha256 {src.sdist_sha256} from {src.index_url}")
     lines.append(f"file       {src.where()}")
     for place in s.also_at:  # near-duplicates merged into this snippet
         other = Source(kind=src.kind, path=str(place.get("path") or ""),

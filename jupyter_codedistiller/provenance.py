@@ -112,6 +112,8 @@ def source_record(s: Snippet) -> dict[str, Any]:
         "kind": src.kind, "url": src.url, "repository": src.repository, "commit": src.commit,
         "path": src.path, "line_start": src.line_start, "line_end": src.line_end,
         "package": src.package, "version": src.version, "license": src.license, "link": src.link(),
+        **({"layer": src.layer, "tag": src.tag, "sdist": src.sdist, "sdist_sha256": src.sdist_sha256,
+            "index_url": src.index_url} if src.layer else {}),
     }
 
 

@@ -264,6 +264,9 @@ def test_sdist_from_the_configured_index_when_the_tag_is_missing(
     assert data.validation.status == "passed", (data.validation.reason, data.validation.stderr_tail)
     assert "g1,42" in data.validation.stdout_tail
     assert data.validation.packages.get("tinysd") == "2.0"
+    capsys.readouterr()
+    assert main(["--home", str(home), "why", gallery.id]) == 0
+    assert f"upstream   sdist tinysd-2.0.tar.gz sha256 {sha} from {index}" in capsys.readouterr().out
     out = sources_text(home, capsys)
     assert f"repository: tag v2.0 not found in {url}" in out
     assert f"sdist: tinysd-2.0.tar.gz sha256 {sha} from {index}" in out

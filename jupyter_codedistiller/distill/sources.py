@@ -569,6 +569,10 @@ def remove(library: Library, source_id: str) -> int:
     retired = library.remove_source(src.id)
     if src.kind in ("git", "local"):
         shutil.rmtree(checkout_path(library, src.id), ignore_errors=True)
+    else:
+        from . import upstream
+
+        upstream.remove_tree(upstream.cache_dir(library.path.parent, src.id))
     return retired
 
 
