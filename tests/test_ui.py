@@ -5,8 +5,10 @@ driven by the PyPI ``playwright`` package through its executable path (no
 browser download), opens the panel, searches, inserts a snippet into a
 notebook, flags and approves snippets, and checks that repository text is
 shown as text; in a notebook running on a real kernel, the Insert button of
-``%distill search``'s widgets inserts a cell. Screenshots go to ``ui-tests/output/``; with
-``UPDATE_SCREENSHOTS=1`` the panel screenshot also replaces ``docs/panel.png``.
+``%distill search``'s widgets inserts a cell. A Kaplan-Meier snippet is validated by the real
+sandbox, so its card shows the figure the sandbox saved. Screenshots go to ``ui-tests/output/``;
+with ``UPDATE_SCREENSHOTS=1`` (``make screenshots``) the panel screenshots at 250 and 400 px
+replace ``docs/panel-250.png`` and ``docs/panel-400.png``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 import nbformat
 import pytest
 
+from jupyter_codedistiller.distill.sandbox import validate
 from jupyter_codedistiller.library import Library
 from jupyter_codedistiller.provenance import cell_metadata, cell_source, parse_marker
 
@@ -69,8 +72,18 @@ log2fc, p = rng.normal(0, 2, 500), rng.uniform(0, 1, 500)
 plt.scatter(log2fc, -np.log10(p), s=4)
 plt.xlabel("log2 fold change")
 """
+KM_PLOT = """import matplotlib.pyplot as plt
+from lifelines import KaplanMeierFitter
+from lifelines.datasets import load_waltons
+df = load_waltons()
+ax = plt.subplot(111)
+for name, grouped in df.groupby("group"):
+    KaplanMeierFitter().fit(grouped["T"], grouped["E"], label=name).plot(ax=ax)
+plt.title("Waltons by group")
+df.head()
+"""
 TIMEOUT_MS = 60_000
-WIDGET_QUERY = "treatment arms"  # finds the log-rank snippet only
+WIDGET_QUERY = "log-rank test"  # finds the log-rank snippet only
 PANEL = "#jp-codedistiller-panel"
 
 
@@ -159,6 +172,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                     "summary": "<script>alert(2)</script> of differential expression"},
         }.items():
             ids[name] = lib.put(make_snippet(name, **kwargs)).id
+        ids["kmplot"] = lib.put(make_snippet("kmplot", title="Kaplan-Meier curves per group",
+                                             code=KM_PLOT, summary="One curve per group, drawn "
+                                             "with lifelines.")).id
+        drawn = validate(KM_PLOT)  # the real sandbox: the figure is the one it saved
+        assert drawn.status == "passed" and drawn.figures, drawn.stderr_tail
+        lib.set_validation(ids["kmplot"], drawn, 1)
     nb = nbformat.v4.new_notebook()
     nb.cells.append(nbformat.v4.new_code_cell("x = 1"))
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
@@ -374,7 +393,7 @@ def test_repository_text_is_shown_as_text(lab: Lab, page: Any) -> None:
     xss.wait_for()
     assert xss.locator(".jp-codedistiller-title").text_content() == XSS_TITLE
     assert "<script>alert(2)</script>" in xss.locator(".jp-codedistiller-summary").text_content()
-    xss.get_by_role("button", name="Why").click()
+    xss.get_by_role("button", name="Details").click()
     why = xss.locator(".jp-codedistiller-why")
     why.wait_for()
     assert "0123456789abcdef0123456789abcdef01234567" in why.text_content()
@@ -390,26 +409,120 @@ def test_repository_text_is_shown_as_text(lab: Lab, page: Any) -> None:
     assert ours == [], ours
 
     status = page.locator(f"{PANEL} .jp-codedistiller-status").text_content()
-    assert status.startswith("4 snippets · 1 flagged")
+    assert status.startswith("5 snippets · 1 flagged")
+
+
+def _set_panel_width(page: Any, width: int) -> None:
+    """Drag the left sidebar's edge until the panel is ``width`` CSS pixels wide."""
+    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first
+    for _ in range(4):
+        now = page.locator(PANEL).bounding_box()["width"]
+        if abs(now - width) <= 2:
+            return
+        box = handle.bounding_box()
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(x, y)
+        page.mouse.down()
+        page.mouse.move(x + width - now, y, steps=5)
+        page.mouse.up()
+    assert abs(page.locator(PANEL).bounding_box()["width"] - width) <= 2
+
+
+def _loaded(page: Any, image: Any) -> int:
+    """Wait for an <img> to finish loading; its natural width."""
+    image.wait_for()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+    return image.evaluate("img => img.naturalWidth")
+
+
+def test_a_card_shows_the_sandbox_figure_and_enter_inserts_it(lab: Lab, page: Any) -> None:
+    _set_panel_width(page, 250)
+    _search(page, "kaplan meier curves")
+    card = _result(page, lab.ids["kmplot"])
+    card.wait_for()
+    with Library.open(lab.home) as lib:
+        snippet = lib.get(lab.ids["kmplot"])
+    figure, = snippet.validation.figures
+    assert _loaded(page, card.locator("img.jp-codedistiller-thumb")) == figure.width == 640
+    title = card.locator(".jp-codedistiller-title")
+    assert title.evaluate("t => t.getBoundingClientRect().height") < 24, "the title is one line"
+    code = card.locator(".jp-codedistiller-code")
+    assert code.evaluate("c => c.textContent.split('\\n').length") == 3
+    assert card.evaluate("c => c.scrollWidth <= c.clientWidth + 1"), "nothing sticks out of the card"
+    page.locator(PANEL).screenshot(path=str(OUTPUT / "panel-250-results.png"))
+
+    card.get_by_role("button", name="Details").click()
+    details = card.locator(".jp-codedistiller-why")
+    details.wait_for()
+    assert _loaded(page, details.locator("img.jp-codedistiller-figure")) == 640
+    assert "miR-137" in details.locator(".jp-codedistiller-output").first.text_content()
+    assert "KaplanMeierFitter().fit" in details.locator(".jp-codedistiller-fullcode").text_content()
+    table = details.locator("table.jp-codedistiller-provenance")
+    assert table.evaluate("t => t.scrollWidth <= t.parentElement.clientWidth + 1"), "the table fits"
+    assert details.locator(".jp-codedistiller-section-title", has_text="History").count() == 1
+    page.locator(PANEL).screenshot(path=str(OUTPUT / "panel-250-details.png"))
+    shown = page.request.get(f"{lab.url}codedistiller/api/figures/{figure.sha256}",
+                             headers={"Authorization": f"token {lab.token}"})
+    assert shown.status == 200 and shown.headers["content-type"] == "image/png"
+
+    cells = "() => window.jupyterapp.shell.currentWidget.content.model.cells.length"
+    page.locator(".jp-Notebook .jp-Cell").first.click()
+    before = page.evaluate(cells)
+    card.focus()
+    page.keyboard.press("Enter")  # a passed snippet: inserted with no question asked
+    page.wait_for_function(f"n => ({cells})() === n + 1", arg=before)
+    sources = page.evaluate("() => Array.from(window.jupyterapp.shell.currentWidget.content.model"
+                            ".cells, c => c.sharedModel.getSource())")
+    assert sum(src == cell_source(snippet) for src in sources) == 1
+    # arrows move between cards
+    _search(page, "kaplan meier")
+    first = page.locator(f"{PANEL} .jp-codedistiller-result").first
+    page.locator(f"{PANEL} .jp-codedistiller-search").press("ArrowDown")
+    assert first.evaluate("c => c === document.activeElement")
+    page.keyboard.press("ArrowDown")
+    second = page.locator(f"{PANEL} .jp-codedistiller-result").nth(1)
+    assert second.evaluate("c => c === document.activeElement")
+
+
+def test_unvalidated_code_asks_before_it_is_inserted(lab: Lab, page: Any) -> None:
+    _search(page, "cox hazards")
+    cox = _result(page, lab.ids["cox"])
+    cells = "() => window.jupyterapp.shell.currentWidget.content.model.cells.length"
+    before = page.evaluate(cells)
+    cox.get_by_role("button", name="Insert below").click()
+    dialog = page.locator(".jp-Dialog")
+    dialog.wait_for()
+    assert "has not passed validation" in dialog.text_content()
+    dialog.get_by_role("button", name="Cancel").click()
+    dialog.wait_for(state="detached")
+    assert page.evaluate(cells) == before
+
+
+def test_empty_state_says_what_to_try(page: Any) -> None:
+    _search(page, "zebrafish morphometry")
+    empty = page.locator(f"{PANEL} .jp-codedistiller-empty")
+    empty.wait_for()
+    assert "Nothing matches" in empty.text_content() and "kaplan meier" in empty.text_content()
 
 
 def test_screenshot_of_the_panel(lab: Lab, page: Any) -> None:
-    """The picture in the README: results with passed, flagged, approved and LLM badges."""
-    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first
-    box = handle.bounding_box()
-    if box:  # widen the sidebar so the code preview shows whole lines
-        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-        page.mouse.down()
-        page.mouse.move(box["x"] + 220, box["y"] + box["height"] / 2, steps=5)
-        page.mouse.up()
-    results = _search(page, "survival")
-    assert results.count() == 3
-    assert page.locator(f"{PANEL} .jp-codedistiller-badge-flags").count() == 1
-    shot = OUTPUT / "panel.png"
-    page.screenshot(path=str(shot), clip={"x": 0, "y": 0, "width": 1100, "height": 900})
-    assert shot.stat().st_size > 10_000
-    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
-        shutil.copyfile(shot, ROOT / "docs" / "panel.png")
+    """The pictures in the README: the panel at 250 px (results) and 400 px (a result's details),
+    written by ``make screenshots`` (``UPDATE_SCREENSHOTS=1``)."""
+    for width in (250, 400):
+        _set_panel_width(page, width)
+        results = _search(page, "kaplan meier")
+        assert results.count() >= 2
+        card = _result(page, lab.ids["kmplot"])
+        _loaded(page, card.locator("img.jp-codedistiller-thumb"))
+        if width == 400:
+            card.get_by_role("button", name="Details").click()
+            _loaded(page, card.locator("img.jp-codedistiller-figure"))
+        page.mouse.move(900, 600)  # no hover highlight in the picture
+        shot = OUTPUT / f"panel-{width}.png"
+        page.locator(PANEL).screenshot(path=str(shot))
+        assert shot.stat().st_size > 10_000
+        if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+            shutil.copyfile(shot, ROOT / "docs" / f"panel-{width}.png")
 
 
 def test_widget_insert_button_inserts_a_cell_below(lab: Lab, page: Any) -> None:

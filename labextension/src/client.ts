@@ -10,6 +10,7 @@
 import {
   asSearchResponse,
   asSnippetDetail,
+  figurePath,
   FlagKind,
   IFlagResponse,
   IRefreshJob,
@@ -77,6 +78,24 @@ export class CodeDistillerClient {
       body.revision = revision;
     }
     return this.request('POST', `snippets/${encodeURIComponent(id)}/reviews`, body);
+  }
+
+  /** A figure a validation drew (`GET figures/{sha256}`), as a PNG blob. */
+  async figure(sha256: string): Promise<Blob> {
+    const path = figurePath(sha256);
+    if (!path) {
+      throw new ApiError(400, 'not a figure id');
+    }
+    let response: Response;
+    try {
+      response = await this.fetcher(path, { method: 'GET' });
+    } catch (err) {
+      throw new ApiError(0, `cannot reach the Jupyter server: ${String(err)}`);
+    }
+    if (!response.ok) {
+      throw new ApiError(response.status, `${response.status} ${response.statusText}`.trim());
+    }
+    return response.blob();
   }
 
   status(): Promise<IStatus> {

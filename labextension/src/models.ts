@@ -34,6 +34,18 @@ export interface IOrigin {
   prompt_version: string | null;
 }
 
+/** One thing a validation run showed (openapi.yaml `Output`): a figure, a text, a note. */
+export interface IOutput {
+  kind: 'figure' | 'text' | 'note';
+  label: string;
+  sha256: string | null;
+  size: number;
+  width: number | null;
+  height: number | null;
+  text: string;
+  truncated: boolean;
+}
+
 export interface IValidation {
   status: string;
   reason: string | null;
@@ -43,6 +55,9 @@ export interface IValidation {
   isolation: string | null;
   exit_code: number | null;
   packages: Record<string, string>;
+  stdout_tail?: string;
+  stderr_tail?: string;
+  outputs?: IOutput[];
 }
 
 export interface IReviewEvent {
@@ -227,49 +242,147 @@ function text(value: unknown): string {
 }
 
 const RESTING = new Set(['idle', 'sleeping', 'waiting', 'done', 'stopped']);
+const DOING: Record<string, string> = {
+  fetch: 'Fetching',
+  plan: 'Looking for changes in',
+  extract: 'Reading',
+  store: 'Saving',
+  validate: 'Validating',
+  validating: 'Validating',
+  defaults: 'Adding the default packages',
+  start: 'Starting an update of'
+};
 
-/**
- * One progress entry written by a long job (the distiller's `refresh`, the
- * background daemon), as a short phrase: `distiller: validating scanpy 3/10`.
- */
-export function progressText(key: string, entry: Record<string, unknown>): string {
-  const step = text(entry.step ?? entry.state ?? entry.phase);
-  if (!step || RESTING.has(step)) {
-    return `${key}: ${step || 'idle'}`;
-  }
-  const parts = [step];
-  const source = text(entry.source ?? entry.current_source);
-  if (source) {
-    parts.push(source);
-  }
-  const done = entry.done;
-  const total = entry.total;
-  if (typeof done === 'number' && typeof total === 'number') {
-    parts.push(`${done}/${total}`);
-  }
-  if (entry.alive === false) {
-    return `${key}: not running (last seen: ${parts.join(' ')})`;
-  }
-  return `${key}: ${parts.join(' ')}`;
+function num(value: unknown): number | null {
+  return typeof value === 'number' && Number.isFinite(value) ? value : null;
 }
 
-/** The panel's status line: library size and what the background distiller is doing. */
+/**
+ * One progress entry written by a long job (the distiller's `refresh`, the background
+ * daemon) in plain words: `Validating lifelines examples: 120 of 212`; empty when resting.
+ */
+export function progressText(entry: Record<string, unknown>): string {
+  const step = text(entry.step ?? entry.state ?? entry.phase);
+  if (!step || RESTING.has(step) || step === 'refreshing') {
+    return '';
+  }
+  const source = text(entry.source ?? entry.current_source);
+  const done = num(entry.done);
+  const total = num(entry.total);
+  const verb = DOING[step] ?? step.charAt(0).toUpperCase() + step.slice(1);
+  let phrase = verb;
+  if (step === 'defaults') {
+    phrase = verb;
+  } else if (step === 'start') {
+    phrase = `${verb} ${plural(total ?? 0, 'source')}`;
+  } else if (source) {
+    phrase += step === 'fetch' || step === 'plan' ? ` ${source}` : ` ${source} ${step === 'extract' ? 'files' : 'examples'}`;
+  } else {
+    phrase += ' examples';
+  }
+  if (step !== 'start' && done !== null && total !== null && total > 0) {
+    phrase += `: ${done} of ${total}`;
+  }
+  return phrase;
+}
+
+/**
+ * What the background work is doing, as one line: the refresh's own entry when it is
+ * active, else the daemon's; "Library up to date" when all rest, and a plain warning
+ * when the process that published it is gone.
+ */
+export function activityText(progress: Record<string, Record<string, unknown>>): string {
+  const entries = ['distiller', 'daemon', ...Object.keys(progress || {}).sort()]
+    .filter((k, i, all) => all.indexOf(k) === i && progress && progress[k])
+    .map(k => progress[k]);
+  for (const entry of entries) {
+    const phrase = progressText(entry);
+    if (phrase) {
+      return entry.alive === false ? `Stopped while ${phrase.charAt(0).toLowerCase()}${phrase.slice(1)}` : phrase;
+    }
+  }
+  const daemon = progress?.daemon;
+  if (daemon && daemon.alive === false) {
+    return 'Background updates are not running';
+  }
+  return entries.length ? 'Library up to date' : 'Library idle';
+}
+
+/** The panel's status line: library size, flags, a refresh started here, and the activity. */
 export function statusLine(status: IStatus): string {
   const parts = [plural(status.snippets, 'snippet')];
   if (status.flagged) {
     parts.push(`${status.flagged} flagged`);
   }
   const job = status.refresh;
-  if (job && job.state === 'running') {
-    parts.push(`refresh running (pid ${job.pid})`);
-  } else if (job && job.state === 'failed') {
-    parts.push(`last refresh failed (exit ${job.exit_code})`);
+  if (job && job.state === 'failed') {
+    parts.push(`the last update failed (exit code ${job.exit_code})`);
   }
-  const activity = Object.keys(status.progress || {})
-    .sort()
-    .map(key => progressText(key, status.progress[key]));
-  parts.push(...(activity.length ? activity : ['distiller idle']));
+  const activity = activityText(status.progress || {});
+  parts.push(job && job.state === 'running' && activity === 'Library up to date' ? 'Updating…' : activity);
   return parts.join(' · ');
+}
+
+/** The figures a snippet's validation drew, in order (only well-formed digests). */
+export function figures(s: ISnippet): IOutput[] {
+  return (s.validation.outputs ?? []).filter(
+    o => o.kind === 'figure' && typeof o.sha256 === 'string' && /^[0-9a-f]{64}$/.test(o.sha256)
+  );
+}
+
+/** The API path of a figure (`GET figures/{sha256}`), or null for anything but a digest. */
+export function figurePath(sha256: string | null | undefined): string | null {
+  return typeof sha256 === 'string' && /^[0-9a-f]{64}$/.test(sha256) ? `figures/${sha256}` : null;
+}
+
+/** Title, API name and summary as the server words them (older servers: the raw fields). */
+export function headlineOf(s: ISnippet): { title: string; api: string; summary: string } {
+  const h = s.headline;
+  return {
+    title: (h && h.title) || s.title || '(untitled)',
+    api: (h && h.api) || '',
+    summary: h ? h.summary : s.summary
+  };
+}
+
+/** The first `lines` lines of the code, for a card's preview. */
+export function codePreview(code: string, lines = 3): string {
+  return code.replace(/\s+$/, '').split('\n').slice(0, lines).join('\n');
+}
+
+/** What an empty result list says, so a person knows what to try next. */
+export function emptyState(query: string, filters: ISearchFilters, building: IBuilding | null | undefined): string[] {
+  const lines: string[] = [];
+  if (building) {
+    lines.push(buildingNote(building));
+  }
+  if (query.trim()) {
+    lines.push(`Nothing matches “${query.trim()}”.`);
+    if (filters.package?.trim() || filters.validatedOnly || filters.reviewedOnly) {
+      lines.push('Clear the package or the “validated” / “reviewed” filters.');
+    }
+    lines.push('Try fewer or more general words: a method (“kaplan meier”), a package (“lifelines”) or a task (“differential expression”).');
+  } else {
+    lines.push('Type what you want to do, for example “kaplan meier by group”, “cox regression” or “leiden clustering”.');
+  }
+  return lines;
+}
+
+/** Why inserting this snippet needs a second thought, or null when it passed validation. */
+export function validationCaution(s: ISnippet): string | null {
+  const v = s.validation;
+  if (v.status === 'passed') {
+    return null;
+  }
+  const why = v.reason ? ` (${v.reason})` : '';
+  const state: Record<string, string> = {
+    failed: 'failed when it was run',
+    timeout: 'ran out of time when it was run',
+    skipped: 'was not run',
+    stale: 'passed, but with package versions that have changed since',
+    pending: 'has not been run yet'
+  };
+  return `This code has not passed validation: it ${state[v.status] ?? v.status}${why}.`;
 }
 
 /** Lines range of a source, e.g. `#L10-L42`, or empty. */

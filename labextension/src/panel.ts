@@ -1,18 +1,39 @@
 /**
- * The left-sidebar panel: search as you type, filters, results with badges,
- * highlighted code, and per result Insert below / Copy / Why / Flag / Approve / Reject.
+ * The left-sidebar panel, built for a narrow sidebar: search as you type, filters,
+ * compact result cards (one-line title, package and API name, badges in one row,
+ * a thumbnail of the first figure the sandbox saw, a 3-line code preview) with icon
+ * buttons, and a details view per result (full highlighted code, figures, printed
+ * output, provenance, history of flags and reviews). Keyboard: arrows move between
+ * cards, Enter inserts the focused one, Escape goes back to the search box.
  *
  * Every string that comes from the library (and so from repositories) is put
- * into the page with `textContent` or text nodes, never as HTML.
+ * into the page with `textContent` or text nodes, never as HTML; figures are the
+ * server's checked PNGs, fetched with the session's credentials as blobs.
  */
 
 import { Clipboard, Dialog, showDialog } from '@jupyterlab/apputils';
 import { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
+import {
+  addBelowIcon,
+  bugIcon,
+  checkIcon,
+  closeIcon,
+  copyIcon,
+  infoIcon,
+  LabIcon,
+  refreshIcon
+} from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
 import { ApiError, CodeDistillerClient } from './client';
 import {
   buildingNote,
+  codePreview,
+  emptyState,
+  figures,
+  headlineOf,
+  IOutput,
+  validationCaution,
   FLAG_KINDS,
   FlagKind,
   IBadge,
@@ -69,18 +90,31 @@ function el<K extends keyof HTMLElementTagNameMap>(
   return node;
 }
 
-function button(label: string, title: string, onClick: () => void): HTMLButtonElement {
-  const b = el('button', 'jp-codedistiller-action', label);
+/** A square icon button; its name (for screen readers and tests) is `label`, its tooltip `title`. */
+function iconButton(icon: LabIcon, label: string, title: string, onClick: () => void): HTMLButtonElement {
+  const b = el('button', 'jp-codedistiller-icon-button');
   b.type = 'button';
   b.title = title;
-  b.addEventListener('click', onClick);
+  b.setAttribute('aria-label', label);
+  b.dataset.action = label;
+  icon.element({ container: b, height: '16px', width: '16px', elementPosition: 'center' });
+  b.addEventListener('click', event => {
+    event.stopPropagation();
+    onClick();
+  });
   return b;
 }
 
 /** The badges of a snippet as small labelled spans. */
 export function badgeNodes(badges: IBadge[]): HTMLElement {
   const row = el('div', 'jp-codedistiller-badges');
-  for (const b of badges) {
+  row.title = badges.map(b => b.label).join(' · ');
+  // One row that may be cut at the right: validation, then warnings, so a flag is never cut.
+  const order = (b: IBadge) => (b.kind === 'validation' ? 0 : ['bad', 'warn'].indexOf(b.level) + 1 || 3);
+  const sorted = badges.map((b, i) => [b, i] as [IBadge, number]).sort(
+    (x, y) => order(x[0]) - order(y[0]) || x[1] - y[1]
+  );
+  for (const [b] of sorted) {
     const level = LEVELS.has(b.level) ? b.level : 'info';
     const kind = KINDS.has(b.kind) ? b.kind : 'other';
     const span = el(
@@ -157,11 +191,13 @@ export class CodeDistillerPanel extends Widget {
   private readonly packageInput = el('input', 'jp-mod-styled jp-codedistiller-package');
   private readonly validatedBox = el('input', 'jp-codedistiller-validated');
   private readonly reviewedBox = el('input', 'jp-codedistiller-reviewed');
-  private readonly statusNode = el('div', 'jp-codedistiller-status', 'connecting…');
+  private readonly statusNode = el('div', 'jp-codedistiller-status', 'Connecting…');
   private readonly refreshButton: HTMLButtonElement;
   private readonly messageNode = el('div', 'jp-codedistiller-message');
   private readonly list = el('ul', 'jp-codedistiller-results');
+  private readonly empty = el('div', 'jp-codedistiller-empty');
   private readonly more = el('button', 'jp-codedistiller-more', 'More results');
+  private readonly figureUrls = new Map<string, Promise<string | null>>();
   private debounce: number | null = null;
   private poll: number | null = null;
   private sequence = 0;
@@ -176,15 +212,29 @@ export class CodeDistillerPanel extends Widget {
 
     const header = el('div', 'jp-codedistiller-header');
     header.appendChild(el('h2', 'jp-codedistiller-heading', 'Code library'));
+    this.refreshButton = iconButton(
+      refreshIcon,
+      'Update library',
+      'Update the library now: read new and changed examples from its sources',
+      () => void this.startRefresh()
+    );
+    this.refreshButton.hidden = true;
+    header.appendChild(this.refreshButton);
     this.node.appendChild(header);
 
     this.input.type = 'search';
-    this.input.placeholder = 'Search validated examples…';
+    this.input.placeholder = 'Search examples, e.g. kaplan meier';
     this.input.setAttribute('aria-label', 'Search the code library');
     this.input.addEventListener('input', () => this.scheduleSearch());
     this.input.addEventListener('keydown', event => {
       if (event.key === 'Enter') {
         this.searchNow();
+      } else if (event.key === 'ArrowDown') {
+        const first = this.cards()[0];
+        if (first) {
+          event.preventDefault();
+          first.focus();
+        }
       }
     });
     this.node.appendChild(this.input);
@@ -195,29 +245,28 @@ export class CodeDistillerPanel extends Widget {
     this.packageInput.setAttribute('aria-label', 'Only snippets from this package');
     this.packageInput.addEventListener('input', () => this.scheduleSearch());
     filters.appendChild(this.packageInput);
-    for (const [box, label] of [
-      [this.validatedBox, 'validated only'],
-      [this.reviewedBox, 'reviewed only']
-    ] as Array<[HTMLInputElement, string]>) {
+    for (const [box, label, tip] of [
+      [this.validatedBox, 'validated', 'Only code that ran without error in the sandbox'],
+      [this.reviewedBox, 'reviewed', 'Only code a person approved']
+    ] as Array<[HTMLInputElement, string, string]>) {
       box.type = 'checkbox';
       box.addEventListener('change', () => this.searchNow());
       const wrap = el('label', 'jp-codedistiller-check');
+      wrap.title = tip;
       wrap.appendChild(box);
       wrap.appendChild(document.createTextNode(` ${label}`));
       filters.appendChild(wrap);
     }
     this.node.appendChild(filters);
 
-    const statusRow = el('div', 'jp-codedistiller-status-row');
-    statusRow.appendChild(this.statusNode);
-    this.refreshButton = button('Update library', 'Distil new and changed examples from the sources now', () =>
-      void this.startRefresh()
-    );
-    this.refreshButton.hidden = true;
-    statusRow.appendChild(this.refreshButton);
-    this.node.appendChild(statusRow);
+    this.statusNode.setAttribute('role', 'status');
+    this.node.appendChild(this.statusNode);
     this.node.appendChild(this.messageNode);
+    this.list.setAttribute('aria-label', 'Search results');
+    this.list.addEventListener('keydown', event => this.onListKey(event));
     this.node.appendChild(this.list);
+    this.empty.hidden = true;
+    this.node.appendChild(this.empty);
     this.more.type = 'button';
     this.more.hidden = true;
     this.more.addEventListener('click', () => void this.search(true));
@@ -269,7 +318,38 @@ export class CodeDistillerPanel extends Widget {
     if (this.debounce !== null) {
       window.clearTimeout(this.debounce);
     }
+    for (const url of this.figureUrls.values()) {
+      void url.then(u => u && URL.revokeObjectURL(u));
+    }
     super.dispose();
+  }
+
+  private cards(): HTMLLIElement[] {
+    return Array.from(this.list.querySelectorAll<HTMLLIElement>(':scope > .jp-codedistiller-result'));
+  }
+
+  /** Arrows move between cards, Enter inserts the focused card, Escape returns to the search box. */
+  private onListKey(event: KeyboardEvent): void {
+    const card = event.target as HTMLElement;
+    if (!card.classList.contains('jp-codedistiller-result')) {
+      return;
+    }
+    const cards = this.cards();
+    const at = cards.indexOf(card as HTMLLIElement);
+    if (event.key === 'ArrowDown' || event.key === 'ArrowUp') {
+      event.preventDefault();
+      const next = cards[at + (event.key === 'ArrowDown' ? 1 : -1)];
+      if (next) {
+        next.focus();
+      } else if (event.key === 'ArrowUp') {
+        this.input.focus();
+      }
+    } else if (event.key === 'Enter') {
+      event.preventDefault();
+      card.querySelector<HTMLButtonElement>('button[data-action="Insert below"]')?.click();
+    } else if (event.key === 'Escape') {
+      this.input.focus();
+    }
   }
 
   private startPolling(): void {
@@ -331,12 +411,17 @@ export class CodeDistillerPanel extends Widget {
       this.offset = offset + answer.results.length;
       this.more.hidden = !answer.has_more;
       if (!more) {
-        const note = buildingNote(answer.building);
-        const none = answer.results.length ? '' : 'No snippets match.';
+        const none = !answer.results.length;
+        this.empty.replaceChildren(
+          ...(none ? emptyState(answer.query, this.filters, answer.building) : []).map(line =>
+            el('p', '', line)
+          )
+        );
+        this.empty.hidden = !none;
         const notice = answer.notice
           ? answer.notice.charAt(0).toUpperCase() + answer.notice.slice(1)
-          : none;
-        this.say([note, notice].filter(Boolean).join(' '));
+          : '';
+        this.say(none ? '' : [buildingNote(answer.building), notice].filter(Boolean).join(' '));
       }
       // What the list shows now: lets tests and styles tell a finished search apart.
       this.node.dataset.query = answer.query;
@@ -355,20 +440,23 @@ export class CodeDistillerPanel extends Widget {
     try {
       const status: IStatus = await this.options.client.status();
       this.statusNode.textContent = statusLine(status);
-      this.statusNode.title = status.sources
-        .map(s => `${s.id}: ${s.state}${s.last_refresh ? `, refreshed ${s.last_refresh}` : ''}`)
-        .join('\n');
+      this.statusNode.title = [
+        statusLine(status),
+        ...status.sources.map(
+          s => `${s.id}: ${s.state}${s.last_refresh ? `, updated ${s.last_refresh}` : ''}`
+        )
+      ].join('\n');
       this.refreshButton.hidden = !status.capabilities.refresh;
       this.refreshButton.disabled = status.refresh?.state === 'running';
     } catch (err) {
-      this.statusNode.textContent = `library unavailable: ${errorText(err)}`;
+      this.statusNode.textContent = `The library cannot be reached: ${errorText(err)}`;
     }
   }
 
   private async startRefresh(): Promise<void> {
     try {
-      const { job } = await this.options.client.refresh();
-      this.say(`Refresh started (pid ${job.pid}).`);
+      await this.options.client.refresh();
+      this.say('Updating the library in the background.');
     } catch (err) {
       this.say(errorText(err), true);
     }
@@ -383,52 +471,96 @@ export class CodeDistillerPanel extends Widget {
   private resultNode(result: ISearchResult): HTMLLIElement {
     const item = el('li', 'jp-codedistiller-result');
     item.dataset.snippetId = result.id;
+    item.tabIndex = 0;
     this.fillResult(item, result);
     return item;
+  }
+
+  /** An object URL for a figure (fetched once per panel), or null if it cannot be had. */
+  private figureUrl(sha256: string): Promise<string | null> {
+    let url = this.figureUrls.get(sha256);
+    if (!url) {
+      url = this.options.client
+        .figure(sha256)
+        .then(blob => (blob.type === 'image/png' ? URL.createObjectURL(blob) : null))
+        .catch(() => null);
+      this.figureUrls.set(sha256, url);
+    }
+    return url;
+  }
+
+  private image(figure: IOutput, className: string): HTMLImageElement {
+    const img = el('img', className);
+    img.alt = figure.label || 'figure';
+    if (figure.width && figure.height) {
+      img.width = figure.width;
+      img.height = figure.height;
+    }
+    void this.figureUrl(figure.sha256 as string).then(url => {
+      if (url) {
+        img.src = url;
+      } else {
+        img.hidden = true;
+      }
+    });
+    return img;
   }
 
   /** (Re)build one result card from a snippet record. */
   private fillResult(item: HTMLLIElement, s: ISnippet): void {
     item.replaceChildren();
-    const shown = s.headline ?? { title: s.title, api: '', summary: s.summary };
-    const head = el('div', 'jp-codedistiller-result-head');
-    head.appendChild(el('span', 'jp-codedistiller-title', shown.title || '(untitled)'));
-    head.appendChild(el('span', 'jp-codedistiller-where', s.where));
-    item.appendChild(head);
-    if (shown.api) {
-      item.appendChild(el('code', 'jp-codedistiller-api', shown.api));
-    }
+    const head = headlineOf(s);
+    item.setAttribute('aria-label', head.title);
+    const title = el('div', 'jp-codedistiller-title', head.title);
+    title.title = head.title;
+    item.appendChild(title);
+    const where = [s.where, head.api].filter(Boolean).join(' · ');
+    const whereNode = el('div', 'jp-codedistiller-where', where);
+    whereNode.title = where;
+    item.appendChild(whereNode);
     item.appendChild(badgeNodes(s.badges));
-    if (shown.summary) {
-      item.appendChild(el('div', 'jp-codedistiller-summary', shown.summary));
+
+    const preview = el('div', 'jp-codedistiller-preview');
+    const first = figures(s)[0];
+    if (first) {
+      const thumb = this.image(first, 'jp-codedistiller-thumb');
+      thumb.title = 'What it drew when validated (open Details for full size)';
+      preview.appendChild(thumb);
     }
     const code = el('pre', 'jp-codedistiller-code cm-s-jupyter');
-    this.highlight(s.code, s.language, code);
-    item.appendChild(code);
+    code.title = 'The first lines; Details shows all of it';
+    this.highlight(codePreview(s.code), s.language, code);
+    preview.appendChild(code);
+    item.appendChild(preview);
+    if (head.summary) {
+      const summary = el('div', 'jp-codedistiller-summary', head.summary);
+      summary.title = head.summary;
+      item.appendChild(summary);
+    }
 
     const why = el('div', 'jp-codedistiller-why');
     why.hidden = true;
     const actions = el('div', 'jp-codedistiller-actions');
-    actions.appendChild(
-      button('Insert below', 'Insert below the active cell of the notebook', () =>
-        void this.insert(s)
+    const details = iconButton(infoIcon, 'Details', 'Details: all the code, what it showed, where it comes from', () => {
+      if (why.hidden) {
+        this.fillWhy(why, s);
+      }
+      why.hidden = !why.hidden;
+      details.setAttribute('aria-expanded', String(!why.hidden));
+    });
+    details.setAttribute('aria-expanded', 'false');
+    actions.append(
+      iconButton(addBelowIcon, 'Insert below', 'Insert below the active cell (Enter)', () => void this.insert(s)),
+      iconButton(copyIcon, 'Copy', 'Copy the code with its provenance line', () => void this.copy(s)),
+      details,
+      el('span', 'jp-codedistiller-spacer'),
+      iconButton(checkIcon, 'Approve', 'Approve this revision (you read it and it is right)', () =>
+        void this.review(item, s, 'approved')
+      ),
+      iconButton(closeIcon, 'Reject', 'Reject this revision', () => void this.review(item, s, 'rejected')),
+      iconButton(bugIcon, 'Flag', 'Flag as doubtful: wrong, unsafe, outdated, license…', () =>
+        void this.flag(item, s)
       )
-    );
-    actions.appendChild(button('Copy', 'Copy the code with its provenance marker', () => void this.copy(s)));
-    actions.appendChild(
-      button('Why', 'Where it comes from, how it was validated, who reviewed it', () => {
-        if (why.hidden) {
-          this.fillWhy(why, s);
-        }
-        why.hidden = !why.hidden;
-      })
-    );
-    actions.appendChild(button('Flag', 'Flag this snippet as doubtful', () => void this.flag(item, s)));
-    actions.appendChild(
-      button('Approve', 'Approve this revision', () => void this.review(item, s, 'approved'))
-    );
-    actions.appendChild(
-      button('Reject', 'Reject this revision', () => void this.review(item, s, 'rejected'))
     );
     item.appendChild(actions);
     item.appendChild(why);
@@ -447,16 +579,62 @@ export class CodeDistillerPanel extends Widget {
     });
   }
 
+  private section(node: HTMLElement, heading: string): HTMLElement {
+    const part = el('section', 'jp-codedistiller-section');
+    part.appendChild(el('h3', 'jp-codedistiller-section-title', heading));
+    node.appendChild(part);
+    return part;
+  }
+
+  /** The details view: all the code, what it showed, provenance, history. */
   private fillWhy(node: HTMLElement, s: ISnippet): void {
     node.replaceChildren();
+    const head = headlineOf(s);
+    if (head.summary) {
+      node.appendChild(el('p', 'jp-codedistiller-details-summary', head.summary)); // the card cuts it
+    }
+    const code = el('pre', 'jp-codedistiller-fullcode cm-s-jupyter');
+    this.highlight(s.code, s.language, code);
+    this.section(node, 'Code').appendChild(code);
+
+    const v = s.validation;
+    const shown = (v.outputs ?? []).filter(o => o.kind !== 'figure');
+    const drawn = figures(s);
+    if (drawn.length || shown.length || v.stdout_tail) {
+      const part = this.section(node, 'What it showed when validated');
+      for (const f of drawn) {
+        part.appendChild(this.image(f, 'jp-codedistiller-figure'));
+      }
+      for (const o of shown) {
+        if (o.kind === 'text') {
+          part.appendChild(el('div', 'jp-codedistiller-output-label', o.label + (o.truncated ? ' (cut)' : '')));
+          part.appendChild(el('pre', 'jp-codedistiller-output', o.text));
+        } else {
+          part.appendChild(el('div', 'jp-codedistiller-note', o.text));
+        }
+      }
+      if (v.stdout_tail) {
+        part.appendChild(el('div', 'jp-codedistiller-output-label', 'Printed'));
+        part.appendChild(el('pre', 'jp-codedistiller-output', v.stdout_tail.replace(/\s+$/, '')));
+      }
+    }
+    if (v.status !== 'passed' && v.stderr_tail) {
+      const part = this.section(node, 'Errors');
+      part.appendChild(el('pre', 'jp-codedistiller-output', v.stderr_tail.replace(/\s+$/, '')));
+    }
+
     const table = el('table', 'jp-codedistiller-provenance');
     for (const [label, value] of provenanceRows(s)) {
+      if (!label) {
+        continue; // history rows: shown below, as a list
+      }
       const row = el('tr');
       row.appendChild(el('th', '', label));
       row.appendChild(el('td', '', value));
       table.appendChild(row);
     }
-    node.appendChild(table);
+    const where = this.section(node, 'Where it comes from');
+    where.appendChild(table);
     const href = safeLink(s.link);
     if (href) {
       const a = el('a', 'jp-codedistiller-link', 'Open the source at this commit');
@@ -464,20 +642,58 @@ export class CodeDistillerPanel extends Widget {
       a.target = '_blank';
       a.rel = 'noopener noreferrer';
       a.title = href;
-      node.appendChild(a);
+      where.appendChild(a);
+    }
+
+    const events: Array<[string, string]> = [
+      ...s.review.history.map(
+        e => [e.when, `${e.status} revision ${e.revision} by ${e.by}${e.note ? `: ${e.note}` : ''}`] as [string, string]
+      ),
+      ...s.flags.map(
+        f =>
+          [
+            f.when,
+            `flagged ${f.kind} by ${f.by}: ${f.reason}` +
+              (f.resolved ? ` (resolved by ${f.resolved_by}${f.resolution ? `: ${f.resolution}` : ''})` : ' (open)')
+          ] as [string, string]
+      )
+    ].sort((a, b) => a[0].localeCompare(b[0]));
+    const history = this.section(node, 'History');
+    if (!events.length) {
+      history.appendChild(el('div', 'jp-codedistiller-note', 'No reviews or flags yet.'));
+    } else {
+      const ol = el('ol', 'jp-codedistiller-history');
+      for (const [when, what] of events) {
+        const li = el('li');
+        li.appendChild(el('span', 'jp-codedistiller-when', when.slice(0, 10)));
+        li.appendChild(document.createTextNode(` ${what}`));
+        ol.appendChild(li);
+      }
+      history.appendChild(ol);
     }
   }
 
   private async insert(s: ISnippet): Promise<void> {
     try {
       const detail = await this.options.client.snippet(s.id);
+      const caution = validationCaution(detail);
       if (detail.insert_blockers.length) {
         const answer = await showDialog({
           title: 'Insert anyway?',
           body: new TextBody([
+            ...(caution ? [caution] : []),
             'This snippet would need --force in the magic, because:',
             ...detail.insert_blockers.map(b => `• ${b}`)
           ]),
+          buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Insert anyway' })]
+        });
+        if (!answer.button.accept) {
+          return;
+        }
+      } else if (caution) {
+        const answer = await showDialog({
+          title: 'Insert code that has not passed validation?',
+          body: new TextBody([caution, 'Read it and check what it does before you run it.']),
           buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Insert anyway' })]
         });
         if (!answer.button.accept) {

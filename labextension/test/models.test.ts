@@ -9,6 +9,13 @@ import {
   libraryRecord,
   buildingNote,
   progressText,
+  activityText,
+  codePreview,
+  emptyState,
+  figurePath,
+  figures,
+  headlineOf,
+  validationCaution,
   provenanceRows,
   safeLink,
   searchQuery,
@@ -40,28 +47,28 @@ describe('searchQuery', () => {
 });
 
 describe('statusLine', () => {
-  it('shows size, flags and an idle distiller', () => {
-    assert.equal(statusLine(status()), '3 snippets · 1 flagged · distiller idle');
+  it('shows size, flags and a library at rest', () => {
+    assert.equal(statusLine(status()), '3 snippets · 1 flagged · Library idle');
+    assert.equal(
+      statusLine({ ...status(), progress: { daemon: { state: 'idle', step: 'sleeping' } } }),
+      '3 snippets · 1 flagged · Library up to date'
+    );
   });
 
-  it('shows what the distiller and a running refresh are doing', () => {
+  it('says in plain words what the distiller is doing, once', () => {
     const s: IStatus = {
       ...status(),
       flagged: 0,
       snippets: 1,
-      progress: { daemon: { step: 'validating', source: 'scanpy', done: 3, total: 10 } },
-      refresh: {
-        id: 1, pid: 4242, state: 'running', sources: [], started: 'now',
-        finished: null, exit_code: null, log_tail: []
+      progress: {
+        daemon: { state: 'refreshing', step: 'validate', done: 3, total: 10 },
+        distiller: { step: 'validate', source: 'lifelines', done: 120, total: 212 }
       }
     };
-    assert.equal(
-      statusLine(s),
-      '1 snippet · refresh running (pid 4242) · daemon: validating scanpy 3/10'
-    );
+    assert.equal(statusLine(s), '1 snippet · Validating lifelines examples: 120 of 212');
   });
 
-  it('says when the last refresh failed', () => {
+  it('says when the last update failed', () => {
     const s: IStatus = {
       ...status(),
       refresh: {
@@ -69,23 +76,59 @@ describe('statusLine', () => {
         finished: 'b', exit_code: 1, log_tail: ['boom']
       }
     };
-    assert.match(statusLine(s), /last refresh failed \(exit 1\)/);
+    assert.match(statusLine(s), /the last update failed \(exit code 1\)/);
   });
 
-  it('describes resting jobs without counts', () => {
-    assert.equal(progressText('refresh', {}), 'refresh: idle');
-    assert.equal(
-      progressText('distiller', { step: 'idle', source: null, done: 2, total: 2 }),
-      'distiller: idle'
-    );
-    assert.equal(progressText('daemon', { state: 'sleeping', interval: 3600 }), 'daemon: sleeping');
+  it('words each step and says nothing for resting jobs', () => {
+    assert.equal(progressText({}), '');
+    assert.equal(progressText({ step: 'idle', source: null, done: 2, total: 2 }), '');
+    assert.equal(progressText({ state: 'sleeping', interval: 3600 }), '');
+    assert.equal(progressText({ step: 'extract', source: 'scanpy', done: 4, total: 9 }), 'Reading scanpy files: 4 of 9');
+    assert.equal(progressText({ step: 'fetch', source: 'anndata', done: 0, total: 1 }), 'Fetching anndata: 0 of 1');
   });
 
   it('says when the job that published progress is gone', () => {
     assert.equal(
-      progressText('daemon', { step: 'validate', source: 'lifelines', done: 3, total: 9, alive: false }),
-      'daemon: not running (last seen: validate lifelines 3/9)'
+      activityText({ daemon: { step: 'validate', source: 'lifelines', done: 3, total: 9, alive: false } }),
+      'Stopped while validating lifelines examples: 3 of 9'
     );
+    assert.equal(activityText({ daemon: { state: 'idle', step: 'sleeping', alive: false } }),
+      'Background updates are not running');
+  });
+});
+
+describe('cards and details', () => {
+  it('takes the server headline, else the raw fields', () => {
+    const s = snippet();
+    assert.deepEqual(headlineOf(s), { title: s.title, api: '', summary: 'Fit by group' });
+    const h = { title: 'Fit a Kaplan-Meier curve', api: 'KaplanMeierFitter.fit', summary: '' };
+    assert.deepEqual(headlineOf({ ...s, headline: h }), h);
+  });
+
+  it('previews three lines and names figures by digest only', () => {
+    assert.equal(codePreview('a\nb\nc\nd\n'), 'a\nb\nc');
+    const sha = 'a'.repeat(64);
+    const base = { label: '', size: 1, width: 1, height: 1, text: '', truncated: false };
+    const s = snippet();
+    s.validation.outputs = [
+      { ...base, kind: 'figure', sha256: sha },
+      { ...base, kind: 'figure', sha256: '../../etc/passwd' },
+      { ...base, kind: 'text', sha256: null, text: '<script>' }
+    ];
+    assert.deepEqual(figures(s).map(f => f.sha256), [sha]);
+    assert.equal(figurePath(sha), `figures/${sha}`);
+    assert.equal(figurePath('../x'), null);
+  });
+
+  it('warns before inserting what has not passed, and says what to try when nothing matches', () => {
+    const s = snippet();
+    assert.equal(validationCaution(s), null);
+    s.validation = { ...s.validation, status: 'skipped', reason: 'needs network' };
+    assert.equal(validationCaution(s), 'This code has not passed validation: it was not run (needs network).');
+    const lines = emptyState('zzz', { validatedOnly: true }, null);
+    assert.match(lines[0], /Nothing matches “zzz”/);
+    assert.match(lines.join(' '), /filters/);
+    assert.match(emptyState('', {}, null)[0], /kaplan meier/);
   });
 });
 
