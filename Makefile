@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 LABSRC := $(wildcard labextension/src/*.ts labextension/style/* labextension/schema/*) labextension/package.json
 PORT   ?= 8888
 
-.PHONY: lab test install browser lint clean
+.PHONY: lab test install browser lint clean screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ lint: install
 
 test: install browser lint
 	$(BIN)/python -m pytest
+
+# The README's pictures of the side panel (250 and 400 px), taken by the browser test.
+screenshots: install browser
+	UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/test_ui.py -k screenshot
 
 # JupyterLab starts the background distiller, which gives an empty library the default
 # sources (the curated packages installed by the demo extra) and builds it, quickest first.
