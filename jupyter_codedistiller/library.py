@@ -56,6 +56,7 @@ RELAX_BELOW = 1  # ... when fewer than this many times the results asked for hol
 FIELD_GROUPS = ((("title", "api"), 10.0), (("calls", "tags", "packages", "summary"), 4.0),
                 (("identifiers", "context"), 1.5))
 DF_CAP = 5000
+FULL_FIRST = True
 BM25_SHARE = 2.0  # how much text relevance (BM25, which favours short texts) adds to what a snippet is about
 RELATED_CREDIT = 0.6  # a word accounted for only by a related word counts this much
 CLOSEST = 5  # results shown as "closest" when nothing matches every word
@@ -903,7 +904,7 @@ class Library:
         what it is about: per query word, how telling the word is (its inverse document
         frequency) times the weight of the strongest column group it occurs in
         (``FIELD_GROUPS``), plus ``BM25_SHARE`` x BM25, all times trust. A word it lacks adds
-        nothing, and is listed. The same code appears once.
+        nothing, and is listed; full matches come before partial ones. The same code appears once.
         """
         filtered = bool(params)
         known = [u for u in plan.units if u.known]
@@ -943,7 +944,8 @@ class Library:
             missing = [w for i, u in enumerate(plan.units) if i not in found for w in u.words]
             trust = r[2] / r[5] if r[5] else 1.0
             scored.append(((r[0], r[1], trust * (about + BM25_SHARE * r[5]), r[3], r[4]), missing))
-        scored.sort(key=lambda item: (-item[0][2], item[0][0]))
+        # Snippets that account for every word come first: a partial match never hides a full one.
+        scored.sort(key=lambda item: (bool(item[1]) if FULL_FIRST else 0, -item[0][2], item[0][0]))
         seen: set[str] = set()
         return [item for item in scored if not (item[0][3] in seen or seen.add(item[0][3]))]
 

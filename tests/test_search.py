@@ -283,3 +283,15 @@ class Fitter:
     assert found.context.startswith("Parameters: alpha ci_labels.")
     assert "confidence level of the bands" in found.context
     assert "Fitter(alpha=0.1)" not in found.context  # the example is code, not prose
+
+
+def test_a_full_match_is_never_hidden_by_a_partial_one(library: Library) -> None:
+    partial = library.put(make_snippet("partial", title="Expression values per cell, expression atlas",
+                                       summary="Expression, expression.", code=code("partial")))
+    full = make_snippet("full", title="Rank genes between groups", summary="", code=code("full"))
+    full.context = "Tests for differential expression between two groups of cells."
+    full = library.put(full)
+    results = library.search("differential expression")
+    assert ids(results)[:2] == [full.id, partial.id]
+    assert results[0].missing == [] and results[1].missing == ["differential"]
+    assert results.notice is None

@@ -1189,7 +1189,9 @@ def _docstring_example(
     cleaned = ast.get_docstring(node) or ""  # type: ignore[arg-type]
     paragraphs = [p for p in re.split(r"\n\s*\n", cleaned) if p.strip()]
     title, rest = docstring_title(qualname, paragraphs[0] if paragraphs else "")
-    prose = [p for p in paragraphs[1:] if not re.search(r"^\s*(-{3,}|\.\.|>>>)", p, re.M)]
+    # prose, not a section underline, directive, session or literal (indented) block
+    prose = [p for p in paragraphs[1:]
+             if not re.search(r"^\s*(-{3,}|\.\.|>>>)", p, re.M) and not p.lstrip("\n")[:1].isspace()]
     summary = _shorten(clean_inline(rest or (prose[0] if prose else "")))
     public = ".".join(itertools.takewhile(lambda p: not p.startswith("_"), (module_name(path) or "").split(".")))
     api = f"{public}.{qualname}" if public else qualname
