@@ -12,6 +12,7 @@ relevant result per query, MRR@10 and recall@5.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import tempfile
@@ -45,6 +46,8 @@ def main() -> None:
     args = ap.parse_args()
     folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="cd-quality-"))
     folder.mkdir(parents=True, exist_ok=True)
+    # The installed files only: no upstream repository or sdist is fetched for the measurement.
+    os.environ.setdefault("CODEDISTILLER_FETCH_UPSTREAM", "off")
     lib = Library(folder / "library.db")
     added = ensure_default_sources(lib)
     if added or args.rebuild or not lib.count():
