@@ -208,7 +208,8 @@ class Plan:
     layers: list[str] = field(default_factory=list)
     layers_key: str | None = None
     # Top-level modules of the distribution the snippets run against (a script folder holding
-    # one would shadow it), and the versions a checkout provides when its own code runs.
+    # one would shadow it), and the version of the code that runs for it: the installed one, or
+    # the checkout's own when the checkout runs (the sandbox names neither when it is on the path).
     modules: set[str] = field(default_factory=set)
     provides: dict[str, str] = field(default_factory=dict)
 
@@ -358,6 +359,7 @@ def _choose_code(plan: Plan, checkout: Path) -> None:
         where = os.path.realpath(str(dist.locate_file("")))
         plan.python_path = [] if where in standard_site_dirs() else [where]
         plan.modules = _top_modules(dist, plan.package)
+        plan.provides = {dist.metadata.get("Name") or plan.package: dist.version}
         return
     plan.python_path = [str(checkout)]
     if (checkout / "src").is_dir():
@@ -390,6 +392,7 @@ def _plan_package(library: Library, src: RegisteredSource, full: bool) -> Plan:
                 repository=info.repository, package=info.name, virtual=info.virtual)
     if os.path.realpath(info.root) not in standard_site_dirs():
         plan.python_path = [str(info.root)]
+    plan.provides = {info.name: info.version}
     try:
         dist = metadata.distribution(info.name)
         plan.modules = _top_modules(dist, info.name)
@@ -694,7 +697,7 @@ def _validate(library: Library, src: RegisteredSource, plan: Plan | None, rep: S
 
     def finish(s: Snippet, v: Validation) -> None:
         if plan and plan.provides:
-            record_checkout_versions(v, s, plan)
+            record_versions_that_ran(v, s, plan)
 
     if executor is not None:  # a Dask cluster runs the sandbox; this process writes
         checkout = (plan.root, plan.commit) if plan is not None and plan.commit else None
@@ -755,12 +758,14 @@ def _validate_on(executor: Any, library: Library, src: RegisteredSource,
         publish(src.id, "validate", done, len(jobs), f"{s.source.path} [{executor.describe()}]")
 
 
-def record_checkout_versions(v: Validation, s: Snippet, plan: Plan) -> None:
-    """Name, in ``v``, the version of the checkout's own code that ran (not an installed one)."""
+def record_versions_that_ran(v: Validation, s: Snippet, plan: Plan) -> None:
+    """Name, in ``v``, the version of the source's own package that ran for a snippet importing
+    it: the checkout's when the checkout ran, else the installed one (also when it is reached
+    through a folder on the path, which the sandbox takes for a checkout and names no version of)."""
     wanted = {m.split(".")[0] for m in s.imports}
     for dist, version in plan.provides.items():
-        module = re.sub(r"[-.]+", "_", dist).lower()
-        if module in wanted or dist in s.requirements:
+        modules = plan.modules | {re.sub(r"[-.]+", "_", dist).lower()}
+        if wanted & modules or dist in s.requirements:
             v.packages[dist] = version
 
 
