@@ -122,6 +122,14 @@ def provenance_text(s: Snippet) -> str:
         if tail:
             lines.append(f"  {label} (tail):")
             lines += ["    " + t for t in visible_lines(tail.rstrip("\n"))[-10:]]
+    for o in v.outputs:  # what it showed (figures: GET figures/{sha256}, %distill show)
+        if o.kind == "figure":
+            lines.append(f"  showed   {o.label}: {o.width}x{o.height} PNG, figure {o.sha256}")
+        elif o.kind == "text":
+            lines.append(f"  showed   {o.label}{' (cut)' if o.truncated else ''}:")
+            lines += ["    " + t for t in visible_lines(o.text)[:10]]
+        else:
+            lines.append(f"  note     {visible_lines(o.text)[0] if o.text else ''}")
     lines.append(f"review     {s.review.status}")
     for e in s.review.history:
         lines.append(f"  {e.when} {e.status} revision {e.revision} by {e.by}"

@@ -129,6 +129,10 @@ class FigureStore:
         digest = hashlib.sha256(data).hexdigest()
         target = self.path(digest)
         if target.is_file():
+            try:
+                os.utime(target)  # fresh again: ``Library.prune_figures`` spares it
+            except OSError:
+                pass
             return digest
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".png")

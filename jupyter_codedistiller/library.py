@@ -14,6 +14,7 @@ import math
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -1271,6 +1272,24 @@ class Library:
             out.write(json.dumps(data, sort_keys=True, ensure_ascii=False) + "\n")
             n += 1
         return n
+
+    def prune_figures(self, min_age: float = 3600.0) -> int:
+        """Remove stored figures no snippet names any more (a new revision's run replaced
+        them); only files untouched for ``min_age`` seconds, so a validation that has written
+        its figure but not yet its record keeps it. Returns how many went."""
+        named: set[str] = set()
+        for (data,) in self._read("SELECT data FROM snippets WHERE data LIKE '%\"figure\"%'"):
+            outputs = (json.loads(data).get("validation") or {}).get("outputs") or []
+            named.update(o.get("sha256") for o in outputs if isinstance(o, dict) and o.get("kind") == "figure")
+        now, removed = time.time(), 0
+        for path in self.figures.root.glob("*/*.png"):
+            try:
+                if path.stem not in named and now - path.stat().st_mtime >= min_age:
+                    path.unlink()
+                    removed += 1
+            except OSError:
+                pass
+        return removed
 
     @staticmethod
     def _incoming_figures(line: str, s: Snippet) -> dict[str, bytes]:

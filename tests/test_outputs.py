@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_codedistiller import htmlview
+from jupyter_codedistiller.cli import main
 from jupyter_codedistiller.distill import capture, sources
 from jupyter_codedistiller.distill.refresh import refresh
 from jupyter_codedistiller.distill.sandbox import SandboxSettings, validate
@@ -54,7 +55,7 @@ def stored(library: Library, snippet: Snippet, code: str, **kwargs) -> Snippet:
     return library.get(snippet.id)
 
 
-def test_a_kaplan_meier_plot_and_the_final_repr_are_kept(library: Library) -> None:
+def test_a_kaplan_meier_plot_and_the_final_repr_are_kept(library: Library, capsys) -> None:
     s = stored(library, make_snippet("km"), KM)
     assert s.validation.status == "passed", s.validation.stderr_tail
     figure, = s.validation.figures
@@ -62,6 +63,9 @@ def test_a_kaplan_meier_plot_and_the_final_repr_are_kept(library: Library) -> No
     assert data and check_png(data)[1:] == (figure.width, figure.height) == (640, 480)
     result = next(o for o in s.validation.outputs if o.kind == "text")
     assert result.label == "Result" and "miR-137" in result.text  # df.head() as text
+    assert main(["why", s.id]) == 0
+    printed = capsys.readouterr().out
+    assert f"showed   Figure 1: 640x480 PNG, figure {figure.sha256}" in printed and "miR-137" in printed
 
 
 def test_a_snippet_drawing_ten_figures_stores_four(library: Library) -> None:
@@ -170,6 +174,9 @@ def test_an_upgrade_that_changes_the_snippet_replaces_its_outputs(library: Libra
     assert second.revision == first.revision + 1 and second.validation.status == "passed"
     new, = second.validation.figures
     assert new.sha256 != old.sha256 and library.figures.has(new.sha256)
+    assert library.figures.has(old.sha256)  # fresh files are spared (a run may be storing it)
+    assert library.prune_figures(min_age=0) == 1
+    assert not library.figures.has(old.sha256) and library.figures.has(new.sha256)
 
 
 def test_figure_store_names_are_digests_only(tmp_path: Path) -> None:

@@ -986,6 +986,10 @@ def refresh(
     _embed(library, report)
     report.seconds = time.monotonic() - started
     totals = report.totals()
+    try:
+        library.prune_figures()  # figures of revisions a new run replaced
+    except (LibraryError, OSError):
+        pass
     library.set_progress(PROGRESS_KEY, {
         "source": None, "step": "idle", "done": len(chosen), "total": len(chosen),
         "detail": report.summary(), "pid": os.getpid(), "finished": utcnow(),
