@@ -187,17 +187,17 @@ def test_losing_the_scheduler_mid_run_ends_the_refresh_with_the_rest_pending(tmp
 
         report = refresh(library, settings=SETTINGS, cluster=cluster.address, progress=progress)
         first, second = report.sources  # validated side by side: the second may have finished first
-        assert first.passed >= 1 or second.passed >= 1
+        assert first.passed + second.passed >= 1
         for rep, n in ((first, 8), (second, 2)):
-            assert rep.passed + rep.pending == n
             assert all("\n" not in p and "could not validate" in p for p in rep.problems)
-            if rep.pending:
-                assert rep.problems or "lost the Dask scheduler" in (rep.error or "")
-        assert first.pending, "the scheduler died before the slow source finished"
+            if rep.error:  # it had not submitted anything yet when the scheduler went
+                assert "lost the Dask scheduler" in rep.error and rep.passed == 0
+            else:
+                assert rep.passed + rep.pending == n and (rep.problems or not rep.pending)
+            stored = [s.validation.status for s in library.all() if s.source.source_id == rep.source_id]
+            assert stored.count("passed") == rep.passed and stored.count("pending") == n - rep.passed
+        assert first.passed < 8, "the scheduler died before the slow source finished"
         assert library_problems(tmp_path / "home" / "library.db") == []
-        stored = [s.validation.status for s in library.all()]
-        assert stored.count("passed") == first.passed + second.passed
-        assert stored.count("pending") == first.pending + second.pending
     finally:
         library.close()
 
