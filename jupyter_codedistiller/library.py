@@ -57,6 +57,8 @@ RELAX_BELOW = 1  # ... when fewer than this many times the results asked for hol
 FIELD_GROUPS = ((("title", "api"), 10.0), (("calls", "tags", "packages", "summary"), 4.0),
                 (("identifiers", "context"), 1.5))
 DF_CAP = 5000
+MORPHOLOGY = True
+ROOT_FROM = 7  # a word this long also matches other words of its root (its stem less a letter)
 FULL_FIRST = True
 BM25_SHARE = 2.0  # how much text relevance (BM25, which favours short texts) adds to what a snippet is about
 RELATED_CREDIT = 0.6  # a word accounted for only by a related word counts this much
@@ -884,6 +886,10 @@ class Library:
                 i += 2
                 continue
             unit = Unit((word,), [quoted(word)])
+            root = self._stem([word])[word][:-1]
+            if MORPHOLOGY and len(word) >= ROOT_FROM and len(root) >= ROOT_FROM - 1 and root.isalpha():
+                # the same root in another form: classifier / classification, normalisation / -ize
+                unit.roots.append(quoted(root) + "*")
             if len(word) >= 6 and not word.isdigit():
                 for k in range(3, len(word) - 2):
                     split = quoted(f"{word[:k]} {word[k:]}")
@@ -930,7 +936,8 @@ class Library:
                 gather([(r[0], r[1], r[2] * RELATED_CREDIT, r[3], r[4], r[5] * RELATED_CREDIT) for r in self._ranked(
                     plan.expression(expanded=True, prefix_last=True), extra, params, want, filtered)])
         if len(known) > 1 and (not complete or len(rows) < want * RELAX_BELOW):
-            anything = " OR ".join(u.expression(prefix=prefix and u is plan.units[-1]) for u in known)
+            anything = " OR ".join(u.expression(prefix=prefix and u is plan.units[-1], roots=True)
+                                   for u in known)
             gather(self._ranked(anything, extra, params, max(want, RELAXED), filtered)[:max(want, RELAXED)])
         elif not complete:
             gather(self._ranked(plan.expression(known, expanded=True), extra, params, want, filtered))
@@ -953,23 +960,9 @@ class Library:
     def _informativeness(self, plan: SearchPlan) -> list[float]:
         """How much each unit of the query says: the inverse document frequency of its rarest
         word (a word in every snippet says little, one in a few says much)."""
+        self._stem([w for u in plan.units for w in (*u.words, "".join(u.words))])
         with self._lock:
             conn = self._conn
-            if not self._stemmer:
-                conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.stems USING fts5(word, "
-                             "tokenize = 'porter unicode61 remove_diacritics 2')")
-                conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.stems_terms "
-                             "USING fts5vocab('temp', 'stems', 'instance')")
-                self._stemmer = True
-            words = [w for u in plan.units for w in (*u.words, "".join(u.words))]
-            todo = [w for w in dict.fromkeys(words) if w not in self._stems]
-            if todo:
-                conn.execute("DELETE FROM temp.stems")
-                conn.executemany("INSERT INTO temp.stems(rowid, word) VALUES (?, ?)",
-                                 list(enumerate(todo, 1)))
-                found = dict(conn.execute("SELECT doc, term FROM temp.stems_terms"))
-                for i, w in enumerate(todo, 1):
-                    self._stems[w] = found.get(i, w)
             key = (self._version, "count")
             if key not in self._probes:
                 self._probes[key] = conn.execute("SELECT count(*) FROM snippets").fetchone()[0]
@@ -980,6 +973,26 @@ class Library:
             rarest = min((d for d in df if d), default=0)
             out.append(math.log(1 + (total - rarest + 0.5) / (rarest + 0.5)))
         return out
+
+    def _stem(self, words: list[str]) -> dict[str, str]:
+        """word -> the term the index's tokenizer (porter) makes of it, remembered."""
+        with self._lock:
+            conn = self._conn
+            if not self._stemmer:
+                conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.stems USING fts5(word, "
+                             "tokenize = 'porter unicode61 remove_diacritics 2')")
+                conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.stems_terms "
+                             "USING fts5vocab('temp', 'stems', 'instance')")
+                self._stemmer = True
+            todo = [w for w in dict.fromkeys(words) if w not in self._stems]
+            if todo:
+                conn.execute("DELETE FROM temp.stems")
+                conn.executemany("INSERT INTO temp.stems(rowid, word) VALUES (?, ?)",
+                                 list(enumerate(todo, 1)))
+                found = dict(conn.execute("SELECT doc, term FROM temp.stems_terms"))
+                for i, w in enumerate(todo, 1):
+                    self._stems[w] = found.get(i, w)
+        return {w: self._stems[w] for w in words}
 
     def _document_frequency(self, term: str) -> int:
         """In how many snippets the (stemmed) term occurs, counted up to ``DF_CAP``: past
@@ -1014,7 +1027,7 @@ class Library:
                 if not unit.known:
                     continue
                 last = prefix and unit is plan.units[-1]
-                tries = [(f"{{{' '.join(cols)}}} : ({unit.expression(prefix=last)})", value)
+                tries = [(f"{{{' '.join(cols)}}} : ({unit.expression(prefix=last, roots=True)})", value)
                          for cols, value in FIELD_GROUPS]
                 if unit.related:
                     tries.append((unit.expression(expanded=True, prefix=last),

@@ -51,11 +51,14 @@ class Unit:
     spellings: list[str]
     related: list[str] = field(default_factory=list)
     known: bool = True
+    roots: list[str] = field(default_factory=list)  # other forms of the word's root (FTS5 prefixes)
 
-    def expression(self, *, expanded: bool = False, prefix: bool = False) -> str:
+    def expression(self, *, expanded: bool = False, prefix: bool = False, roots: bool = False) -> str:
         parts = list(self.spellings)
         if prefix and len(self.words[-1]) >= 3:
             parts.append(quoted(self.words[-1]) + "*")
+        if roots or expanded:
+            parts += self.roots
         if expanded:
             parts += [quoted(r) for r in self.related]
         return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
@@ -80,10 +83,11 @@ class SearchPlan:
         return any(u.related for u in self.units)
 
     def expression(self, units: list[Unit] | None = None, *, expanded: bool = False,
-                   prefix_last: bool = False) -> str:
+                   prefix_last: bool = False, roots: bool = False) -> str:
         chosen = self.units if units is None else units
         return " AND ".join(
-            u.expression(expanded=expanded, prefix=prefix_last and u is self.units[-1]) for u in chosen
+            u.expression(expanded=expanded, prefix=prefix_last and u is self.units[-1], roots=roots)
+            for u in chosen
         )
 
 
