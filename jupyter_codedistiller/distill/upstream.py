@@ -585,6 +585,7 @@ def fetch_sdist(name: str, version: str, dest: Path, cfg: IndexConfig | None = N
         archive = dest / filename
         sha = download(url, archive, expected, cfg)
         layer.skipped = unpack(archive, dest / "unpacked")
+        archive.unlink()  # its name and sha256 are the provenance; the unpacked tree is the data
         layer.ok, layer.sdist, layer.sdist_sha256 = True, filename, sha
         layer.index_url, layer.root = index, str(sdist_root(dest / "unpacked"))
     except SdistUnavailable as exc:
