@@ -119,9 +119,10 @@ def _flag_line(f: Any) -> str:
             f'<span style="{_MUTED}">({esc(f.by)}, {esc(f.when)}; {esc(state)})</span>')
 
 
-def outputs_html(s: Snippet, figures: FigureStore | None) -> str:
+def outputs_html(s: Snippet, figures: FigureStore | None, printed: bool = False) -> str:
     """What the snippet showed when validated: its figures (the stored, checked PNGs, inline as
-    data URIs) and its results as escaped text (never as HTML); empty if it showed nothing."""
+    data URIs), its results and (``printed``) the tail of what it printed, as escaped text
+    (never as HTML); empty if it showed nothing."""
     parts = []
     for o in s.validation.outputs:
         if o.kind == "figure" and figures is not None and o.sha256:
@@ -137,6 +138,10 @@ def outputs_html(s: Snippet, figures: FigureStore | None) -> str:
                          f'<pre style="{_PRE}">{esc(o.text)}</pre>')
         elif o.kind == "note":
             parts.append(f'<div style="{_MUTED};font-size:12px">{esc(o.text)}</div>')
+    tail = s.validation.stdout_tail.rstrip("\n")
+    if printed and tail:
+        parts.append(f'<div style="{_MUTED};font-size:12px">Printed</div>'
+                     f'<pre style="{_PRE}">{esc(chr(10).join(tail.splitlines()[-20:]))}</pre>')
     if not parts:
         return ""
     return '<div class="cd-outputs">' + "".join(parts) + "</div>"
@@ -159,7 +164,7 @@ def snippet_html(s: Snippet, figures: FigureStore | None = None) -> str:
     for f in s.flags:
         parts.append(f'<div style="font-size:12px">flag {_flag_line(f)}</div>')
     parts.append(code_html(s.code))
-    parts.append(outputs_html(s, figures))
+    parts.append(outputs_html(s, figures, printed=True))
     parts.append("</div>")
     return "".join(parts)
 

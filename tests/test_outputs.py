@@ -186,3 +186,25 @@ def test_figure_store_names_are_digests_only(tmp_path: Path) -> None:
     for bad in ("../../etc/passwd", "A" * 64, digest[:10]):
         assert store.get(bad) is None and not store.has(bad)
     os.chmod(store.path(digest), 0o600)
+
+
+def test_distill_show_and_why_show_the_figure_and_results_inline(library: Library) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from .test_magics import run
+
+    s = stored(library, make_snippet("km"), KM.replace("df.head()", 'print("<script>alert(1)</script>")\ndf.head()'))
+    figure, = s.validation.figures
+    import base64
+
+    inline = "data:image/png;base64," + base64.b64encode(library.figures.get(figure.sha256)).decode()
+    shell = InteractiveShell.instance()
+    shell.extension_manager.load_extension("jupyter_codedistiller")
+    try:
+        shell.magics_manager.registry["DistillMagics"].widgets = "off"
+        for command in (f"show {s.id}", f"why {s.id}"):
+            html = run(shell, command)[0]["text/html"]
+            assert f'src="{inline}"' in html, command
+            assert "miR-137" in html and "<script>" not in html and "&lt;script&gt;" in html
+    finally:
+        shell.extension_manager.unload_extension("jupyter_codedistiller")
