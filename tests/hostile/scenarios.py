@@ -213,8 +213,10 @@ def hostile(tmp: Path, settings: SandboxSettings = HOSTILE_SETTINGS, print_mb: i
             report = refresh(lib, workers=2, settings=settings)
             seconds = time.monotonic() - started
             growth = memory_kib("VmHWM") - before if measured else None
-            time.sleep(0.3)
-            leftovers = processes_with(setup.marker)
+            # Killed processes take a moment to go on a loaded machine; an escaped one never does.
+            deadline = time.monotonic() + 15
+            while (leftovers := processes_with(setup.marker)) and time.monotonic() < deadline:
+                time.sleep(0.2)
             snippets = {x.source.path: x for x in lib.all() if x.source.source_id == "hostile"}
             benign = [x for x in lib.all() if x.source.source_id == "survkit"]
     except BaseException:
@@ -327,9 +329,28 @@ class Concurrency:
         return total
 
 
+def _daemon_has_written(db: Path) -> bool:
+    """Whether the daemon finished a cycle and one of its runs stored a revision."""
+    conn = connect(db)
+    try:
+        progress = conn.execute("SELECT value FROM progress WHERE key = 'daemon'").fetchone()
+        cycles = json.loads(progress[0]).get("cycles", 0) if progress else 0
+        rows = conn.execute("SELECT counts FROM runs ORDER BY id").fetchall()[1:]  # [0]: the setup
+        written = sum(json.loads(r[0]).get("updated", 0) + json.loads(r[0]).get("added", 0)
+                      for r in rows if r[0])
+        return cycles >= 1 and written > 0
+    except Exception:  # noqa: BLE001 - a table mid-migration or a busy file: not yet
+        return False
+    finally:
+        conn.close()
+
+
 def concurrency(tmp: Path, seconds: float, *, workers: int = 4, files: int = 24,
-                seed: int = 0) -> Concurrency:
-    """Daemon + committer + ``workers`` users (half CLI, half magic) for ``seconds``."""
+                seed: int = 0, settle: float = 300.0) -> Concurrency:
+    """Daemon + committer + ``workers`` users (half CLI, half magic) for ``seconds``; then,
+    however loaded the machine is, up to ``settle`` more seconds until the daemon has finished
+    a cycle that wrote (a condition, not a window: on two busy cores a cycle can take longer
+    than the users' ``seconds``)."""
     home = tmp / "home"
     upstream = Upstream(tmp / "upstream", files, seed)
     with Library.open(home) as lib:
@@ -370,6 +391,10 @@ def concurrency(tmp: Path, seconds: float, *, workers: int = 4, files: int = 24,
             result.workers.append(json.loads(lines[-1]) if lines else
                                   {"name": "?", "counts": {}, "flags": [], "reviews": [],
                                    "errors": ["no result"]})
+        deadline = time.monotonic() + settle
+        while (not _daemon_has_written(home / "library.db") and daemon.poll() is None
+               and time.monotonic() < deadline):
+            time.sleep(0.5)
     finally:
         stop.set()
         thread.join(timeout=30)
@@ -514,7 +539,7 @@ def crash(tmp: Path, kills: int, *, files: int = 40, edits: int = 10, seed: int 
                 proc.send_signal(signal.SIGKILL)
         proc.wait()
         killed.append(proc.pid)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30  # generous: the dying group is reaped late under load
         while sandbox_processes(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         stage = _stage(db, proc.pid) if proc.returncode < 0 else "finished"

@@ -1,7 +1,9 @@
 """Fault tolerance: many writers at once, and SIGKILL in the middle of a refresh.
 
 The short versions of ``benchmarks/reliability.py``: 10 s of four users
-against the background distiller, 8 kills of ``codedistiller refresh``. The
+against the background distiller (then as long as it takes, within a generous
+bound, for the daemon to finish a cycle that writes: on two busy cores a cycle
+can outlast the users), 8 kills of ``codedistiller refresh``. The
 scenarios themselves are in ``scenarios.py``; these tests assert what must
 hold, the benchmark prints the same measurements over longer runs.
 """
