@@ -265,45 +265,15 @@ class DistillMagics(Magics):
         home = args.home
         view = ResultsView(
             results,
-            on_insert=lambda r: self._insert_request(home, r),
             on_why=lambda r: self._why_detail(home, r),
             footer_html=message_html(
-                "Insert puts the result in a new cell below in JupyterLab with the codedistiller "
-                "extension, and shows the cell text elsewhere; %distill insert N works everywhere.",
+                "Insert (JupyterLab with the codedistiller extension) fetches the result from the "
+                "Jupyter server's library and puts it in a new cell below; %distill insert N works "
+                "everywhere.",
                 "info"),
         )
         self.last_view = view
         display(bundle(view.widget, html, text), raw=True)
-
-    def _insert_request(self, home: str | None,
-                        r: SearchResult) -> tuple[str, dict[str, Any] | None]:
-        """What the Insert button does: HTML for its detail area, and the insert request.
-
-        Blocked (``insert_blockers`` under the team policy): the reason and no
-        request. Otherwise any warnings, and the request bundle the labextension
-        turns into a new cell below (cell text and the command elsewhere).
-        """
-        from .htmlview import message_html
-        from .library import LibraryError
-        from .provenance import cell_metadata, cell_source, insert_blockers, insert_warnings
-        from .widgets import insert_request
-
-        try:
-            lib = self.library(home)
-            s = lib.get(r.snippet.id)
-            blockers = insert_blockers(s, self.policy(lib))
-        except (LibraryError, UsageError) as exc:
-            return message_html(_one_line(exc), "bad"), None
-        if blockers:
-            return message_html(
-                f"{s.id} is not inserted: {'; '.join(blockers)}. "
-                f"Run  %distill insert {s.id} --force  to insert it anyway.", "bad"), None
-        warnings = "".join(message_html("Warning: " + w, "warn") for w in insert_warnings(s))
-        source = cell_source(s)
-        text = (f"Run  %distill insert {s.id}  in a cell to put this in a new cell below, "
-                f"or copy it:\n\n{source}")
-        return warnings, insert_request(source, cell_metadata(s), snippet_id=s.id,
-                                        title=s.title or s.id, text=text)
 
     def _why_detail(self, home: str | None, r: SearchResult) -> str:
         from .htmlview import message_html, provenance_html

@@ -8,18 +8,21 @@ to show under a result. Every bundle these views display also carries
 
 A button cannot add a cell from the kernel: a click is a comm message, not an
 execution, so a ``set_next_input`` payload raised in the callback would ride on
-the reply to whatever cell runs next (jupyterlab/jupyterlab#8893). Insert
-therefore displays an *insert request* (``INSERT_MIME``) in the view's Output
-area; the labextension renders that MIME type by inserting the cell below,
-once, while the request is fresh. Front ends without the extension (classic
-notebook, VS Code, nbclient) show its ``text/plain``: the cell text and the
-``%distill insert`` command.
+the reply to whatever cell runs next (jupyterlab/jupyterlab#8893). Each result
+therefore carries an *insert offer* (``INSERT_MIME``) in an Output area of its
+own, which the labextension renders as an Insert button. The offer names the
+snippet id and revision and nothing else: kernel output is never trusted for a
+cell's content (any code in the kernel can display this MIME type), so on a
+person's click the front end fetches marker, code and provenance from the
+authenticated server API and inserts those, refusing a revision the library no
+longer holds or one the team policy blocks. Displaying an offer inserts
+nothing. Front ends without the extension (classic notebook, VS Code,
+nbclient) show its ``text/plain``: the ``%distill insert`` command.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,29 +32,24 @@ from .htmlview import esc, result_html
 from .library import SearchResult
 
 DetailHandler = Callable[[SearchResult], str]
-# What a click on Insert answers: HTML for the detail area, and the insert request to
-# display in the Output area (None when nothing is to be inserted).
-InsertHandler = Callable[[SearchResult], tuple[str, dict[str, Any] | None]]
 
 INSERT_MIME = "application/vnd.codedistiller.insert+json"
-"""The MIME type of an insert request; the labextension's renderer acts on it."""
+"""The MIME type of an insert offer; the labextension renders it as an Insert button."""
 
 
-def insert_request(source: str, metadata: dict[str, Any], *, snippet_id: str, title: str,
-                   text: str) -> dict[str, Any]:
-    """A display bundle asking the front end to insert a code cell below.
+def insert_request(snippet_id: str, revision: int, *, text: str) -> dict[str, Any]:
+    """A display bundle offering to insert revision ``revision`` of ``snippet_id`` below.
 
-    ``INSERT_MIME`` holds the cell ``source``, its ``metadata.codedistiller``
-    record, a fresh ``nonce`` and the ``created`` time (epoch seconds): the
-    front end inserts each nonce once, and only while the request is fresh, so
-    a reopened notebook never inserts again. ``text`` is the ``text/plain``
+    ``INSERT_MIME`` holds ``{"snippet_id", "revision"}`` only: what the cell holds
+    comes from the server when a person clicks. ``text`` is the ``text/plain``
     fallback for front ends without the extension.
     """
-    return {
-        INSERT_MIME: {"source": source, "metadata": metadata, "nonce": uuid.uuid4().hex,
-                      "created": time.time(), "snippet_id": snippet_id, "title": title},
-        "text/plain": text,
-    }
+    return {INSERT_MIME: {"snippet_id": snippet_id, "revision": int(revision)}, "text/plain": text}
+
+
+def insert_offer_text(snippet_id: str) -> str:
+    """The plain-text side of an offer: the command that inserts it anywhere."""
+    return f"Run  %distill insert {snippet_id}  in a cell to put this result in a new cell below."
 
 
 def bundle(widget: W.Widget, html: str, text: str) -> dict[str, Any]:
@@ -63,58 +61,43 @@ def bundle(widget: W.Widget, html: str, text: str) -> dict[str, Any]:
 
 
 class ResultsView:
-    """Ranked results, each with Insert and Why buttons and a detail area below it.
+    """Ranked results, each with an insert offer, a Why button and a detail area below it.
 
-    Why toggles the provenance in the detail area. Each Insert click shows
-    ``on_insert``'s HTML (warnings, or why it is blocked) in the detail area and
-    replaces what the Output area (``output``, under the results) shows with the
-    insert request it returns, if any.
+    The offer (``insert_request``, in ``offers[i]``, an Output area) is rendered
+    by the labextension as an Insert button; Why toggles the provenance in the
+    detail area.
     """
 
-    def __init__(self, results: Sequence[SearchResult], *, on_insert: InsertHandler,
-                 on_why: DetailHandler, footer_html: str = "") -> None:
+    def __init__(self, results: Sequence[SearchResult], *, on_why: DetailHandler,
+                 footer_html: str = "") -> None:
         self.results = list(results)
-        self.output = W.Output()
-        self.insert_buttons: list[W.Button] = []
+        self.offers: list[W.Output] = []
         self.why_buttons: list[W.Button] = []
         self.details: list[W.HTML] = []
         self._showing: list[str | None] = []
         rows = []
         for r in self.results:
             detail = W.HTML("")
-            insert = W.Button(description="Insert", icon="plus", button_style="primary",
-                              tooltip=f"Insert result {r.rank} in a new cell below, with its "
-                                      "provenance",
-                              layout=W.Layout(width="90px"))
+            offer = W.Output(layout=W.Layout(flex="0 0 auto"))
+            # Set as state, not captured from a display call: the Output shows exactly this offer.
+            offer.outputs = ({"output_type": "display_data", "metadata": {},
+                              "data": insert_request(r.snippet.id, r.snippet.revision,
+                                                     text=insert_offer_text(r.snippet.id))},)
             why = W.Button(description="Why", icon="info-circle",
                            tooltip=f"Where result {r.rank} came from and how it was checked",
                            layout=W.Layout(width="90px"))
             i = len(self.details)
-            insert.on_click(lambda _b, i=i: self._insert(i, on_insert))
             why.on_click(lambda _b, i=i: self._toggle(i, "why", on_why))
-            self.insert_buttons.append(insert)
+            self.offers.append(offer)
             self.why_buttons.append(why)
             self.details.append(detail)
             self._showing.append(None)
             head = W.HTML(result_html(r), layout=W.Layout(flex="1 1 auto"))
-            buttons = W.HBox([insert, why], layout=W.Layout(flex="0 0 auto", align_items="center"))
+            buttons = W.HBox([offer, why], layout=W.Layout(flex="0 0 auto", align_items="center"))
             rows.append(W.VBox([W.HBox([head, buttons]), detail]))
-        rows.append(self.output)
         if footer_html:
             rows.append(W.HTML(footer_html))
         self.widget = W.VBox(rows)
-
-    def _insert(self, i: int, handler: InsertHandler) -> None:
-        try:
-            html, request = handler(self.results[i])
-        except Exception as exc:  # a callback error would only reach the kernel log
-            html, request = f"<pre>{esc(type(exc).__name__)}: {esc(exc)}</pre>", None
-        self.details[i].value = html
-        self._showing[i] = "insert" if html else None
-        # Set as state, not captured from a display call: the Output shows exactly this request.
-        self.output.outputs = (
-            ({"output_type": "display_data", "data": request, "metadata": {}},) if request else ()
-        )
 
     def _toggle(self, i: int, what: str, handler: DetailHandler) -> None:
         if self._showing[i] == what:

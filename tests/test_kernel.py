@@ -82,7 +82,7 @@ def test_notebook_searches_and_inserts_in_a_real_kernel(tmp_path: Path) -> None:
         new_code_cell("%distill search kaplan meier"),
         new_code_cell("%distill insert 1"),
         new_code_cell("%distill insert 9"),
-        new_code_cell(f"print({MAGICS}.last_view.insert_buttons[0].model_id)"),
+        new_code_cell(f"print({MAGICS}.last_view.why_buttons[0].model_id)"),
         new_code_cell(f"%distill add {tmp_path / 'survkit'} --name survkit"),
         new_code_cell("%distill refresh survkit --workers 2"),
         new_code_cell(f"print({MAGICS}.last_progress.bar.model_id)"),
@@ -140,15 +140,16 @@ def test_notebook_searches_and_inserts_in_a_real_kernel(tmp_path: Path) -> None:
         assert bar["_model_name"] == "IntProgressModel" and bar["bar_style"] == "success"
         assert bar["value"] == bar["max"]
 
-        # the Insert button: an insert request in the results' Output area (for the
-        # labextension), with the cell text and the command as text; it queues no set_next_input
+        # each result's insert offer: id + revision only (the front end fetches the cell from
+        # the server on a click), the command as text; the Why button's click queues no
+        # set_next_input
         click(client, stdout_of(nb.cells[5]).strip())
-        probe = new_code_cell(f"import json; print(json.dumps({MAGICS}.last_view.output.outputs))")
+        probe = new_code_cell(f"import json; print(json.dumps({MAGICS}.last_view.offers[0].outputs))")
         nb.cells.append(probe)
         client.execute_cell(probe, len(nb.cells) - 1)
         [shown] = json.loads(stdout_of(probe))
         request = shown["data"]["application/vnd.codedistiller.insert+json"]
-        assert request["source"] == cell_source(good) and request["metadata"]["id"] == good.id
+        assert request == {"snippet_id": good.id, "revision": good.revision}
         assert f"%distill insert {good.id}" in shown["data"]["text/plain"]
         assert replies[len(nb.cells) - 1]["content"]["payload"] == []
 

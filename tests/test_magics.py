@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,6 @@ from jupyter_codedistiller.library import Library
 from jupyter_codedistiller.model import RegisteredSource, Source
 from jupyter_codedistiller.provenance import (
     MARKER_PREFIX,
-    cell_metadata,
     cell_source,
     parse_marker,
     split_cell,
@@ -413,36 +410,16 @@ def test_widget_results_insert_and_why_buttons(shell: InteractiveShell, library:
     ranked = [r.snippet.id for r in view.results]
     good, flagged = ranked.index(ids["good"]), ranked.index(ids["flagged"])
 
-    # Insert: an insert request for the labextension in the Output area, text for the rest
-    before = time.time()
-    view.insert_buttons[good].click()
-    assert view.details[good].value == ""  # no warning for a verbatim, validated snippet
-    [output] = view.output.outputs
-    assert output["output_type"] == "display_data"
-    request = output["data"][INSERT_MIME]
-    snippet = library.get(ids["good"])
-    assert request["source"] == cell_source(snippet)
-    assert parse_marker(request["source"].splitlines()[0])["id"] == ids["good"]
-    assert "KaplanMeierFitter()" in request["source"]
-    assert request["metadata"] == {**cell_metadata(snippet),
-                                   "inserted": request["metadata"]["inserted"]}
-    assert request["metadata"]["code_sha256"] == cell_metadata(snippet)["code_sha256"]
-    assert request["snippet_id"] == ids["good"] and request["title"] == snippet.title
-    assert re.fullmatch(r"[0-9a-f]{32}", request["nonce"])
-    assert before <= request["created"] <= time.time()
-    fallback = output["data"]["text/plain"]
-    assert f"%distill insert {ids['good']}" in fallback and request["source"] in fallback
-    json.dumps(output)  # what the comm sends
-    assert shell.rl_next_input is None  # a click never queues a set_next_input
-
-    view.insert_buttons[good].click()  # each click is a new request
-    [again] = view.output.outputs
-    assert again["data"][INSERT_MIME]["nonce"] != request["nonce"]
-
-    # blocked: the reason and the --force command, and no request
-    view.insert_buttons[flagged].click()
-    assert "--force" in view.details[flagged].value and "wrong column used" in view.details[flagged].value
-    assert view.output.outputs == ()
+    # Insert: an offer naming the snippet and its revision, nothing the kernel could forge
+    for i, r in enumerate(view.results):
+        [output] = view.offers[i].outputs
+        assert output["output_type"] == "display_data"
+        assert output["data"][INSERT_MIME] == {"snippet_id": r.snippet.id,
+                                               "revision": r.snippet.revision}
+        assert f"%distill insert {r.snippet.id}" in output["data"]["text/plain"]
+        json.dumps(output)  # what the comm sends
+    assert flagged != good  # blocked snippets are offered too: the server refuses on the click
+    assert shell.rl_next_input is None  # showing results never queues a set_next_input
 
     view.why_buttons[good].click()
     assert view.details[good].value == provenance_html(library.get(ids["good"]))
@@ -450,27 +427,24 @@ def test_widget_results_insert_and_why_buttons(shell: InteractiveShell, library:
     assert view.details[good].value == ""
 
 
-def test_widget_insert_follows_the_team_policy(shell: InteractiveShell, library: Library,
-                                              ids: dict[str, str], home: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_widget_offers_carry_no_content_whatever_the_policy(
+        shell: InteractiveShell, library: Library, ids: dict[str, str], home: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a cell holds, and whether the policy lets it in, is the server's answer to a click
+    (tests/test_ui.py, tests/hostile/test_insert_forgery.py); the kernel offers id + revision."""
     pytest.importorskip("ipywidgets")
     from jupyter_codedistiller.settings import set_setting
     from jupyter_codedistiller.widgets import INSERT_MIME
 
     monkeypatch.delenv("CODEDISTILLER_POLICY", raising=False)
     magics(shell).widgets = "on"
-    run(shell, "search cox hazards")
-    view = magics(shell).last_view
-    [llm] = [i for i, r in enumerate(view.results) if r.snippet.id == ids["llm"]]
-
-    view.insert_buttons[llm].click()  # open policy: inserts, with the LLM warning
-    assert "Warning: " in view.details[llm].value
-    assert view.output.outputs[0]["data"][INSERT_MIME]["snippet_id"] == ids["llm"]
-
-    set_setting(home, "policy", "reviewed")  # the team's settings.json, read on every click
-    view.insert_buttons[llm].click()
-    assert "the team policy is &#x27;reviewed&#x27;" in view.details[llm].value
-    assert view.output.outputs == ()
+    for policy in ("open", "reviewed"):
+        set_setting(home, "policy", policy)
+        run(shell, "search cox hazards")
+        view = magics(shell).last_view
+        [llm] = [i for i, r in enumerate(view.results) if r.snippet.id == ids["llm"]]
+        assert view.offers[llm].outputs[0]["data"][INSERT_MIME] == {
+            "snippet_id": ids["llm"], "revision": library.get(ids["llm"]).revision}
     assert shell.rl_next_input is None
 
 

@@ -202,9 +202,15 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     news = base / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     news.parent.mkdir(parents=True)
     news.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    # Serve this tree's build of the extension ahead of whatever copy the environment holds.
+    built = ROOT / "jupyter_codedistiller" / "labextension"
+    labextensions = base / "labextensions"
+    labextensions.mkdir()
+    (labextensions / json.loads((LABEXTENSION / "package.json").read_text())["name"]).symlink_to(built)
     log = base / "lab.log"
     command = [
         sys.executable, "-m", "jupyterlab",
+        f"--LabApp.extra_labextensions_path={labextensions}",
         "--allow-root", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
         "--ServerApp.port_retries=0", "--ServerApp.open_browser=False",
         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
@@ -219,6 +225,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     url = f"http://127.0.0.1:{port}/"
     try:
         _wait_until_up(url, token, proc, log)
+        entry = json.loads((built / "package.json").read_text())["jupyterlab"]["_build"]["load"]
+        with urllib.request.urlopen(f"{url}lab?token={token}", timeout=60) as response:
+            assert entry in response.read().decode(), "JupyterLab does not load this tree's build"
         yield Lab(url=url, token=token, root=root, home=home, ids=ids)
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -525,8 +534,8 @@ def test_screenshot_of_the_panel(lab: Lab, page: Any) -> None:
             shutil.copyfile(shot, ROOT / "docs" / f"panel-{width}.png")
 
 
-def test_widget_insert_button_inserts_a_cell_below(lab: Lab, page: Any) -> None:
-    """``%distill search`` on the venv's kernel; its ipywidgets Insert button adds the cell."""
+def open_widgets_notebook(page: Any) -> str:
+    """Open widgets.ipynb and wait for its kernel; returns the JS expression of its panel."""
     current = "window.jupyterapp.shell.currentWidget"
     page.evaluate("() => window.jupyterapp.commands.execute('docmanager:open',"
                   " {path: 'widgets.ipynb'})")
@@ -535,42 +544,57 @@ def test_widget_insert_button_inserts_a_cell_below(lab: Lab, page: Any) -> None:
         " && w.sessionContext.session && w.sessionContext.session.kernel;"
         " return !!k && k.connectionStatus === 'connected' && k.status === 'idle'; }"
     )
+    return current
+
+
+def run_cell(page: Any, current: str, index: int) -> None:
+    page.evaluate(f"() => {{ {current}.content.activeCellIndex = {index};"
+                  " return window.jupyterapp.commands.execute('notebook:run-cell'); }")
+
+
+def test_widget_insert_button_inserts_the_servers_cell_below(lab: Lab, page: Any) -> None:
+    """``%distill search`` on the venv's kernel; a click on a result's Insert fetches the
+    snippet from the server API and inserts its marker, code and provenance record."""
+    current = open_widgets_notebook(page)
     cells = f"() => {current}.content.model.cells.length"
     assert page.evaluate(cells) == 1
-    page.evaluate(f"() => {{ {current}.content.activeCellIndex = 0;"
-                  " return window.jupyterapp.commands.execute('notebook:run-cell'); }")
+    run_cell(page, current, 0)
     notebook = page.locator(".jp-NotebookPanel:visible")
-    insert = notebook.locator(".jp-OutputArea button.jupyter-button", has_text="Insert")
-    insert.wait_for()  # the widget manager rendered the results view
-    assert insert.count() == 1
-    assert page.evaluate(cells) == 1  # a search inserts nothing
+    logrank = lab.ids["logrank"]
+    offer = notebook.locator(f'.jp-codedistiller-insert[data-snippet-id="{logrank}"]')
+    offer.wait_for()  # the widget manager rendered the results view and its offers
+    assert offer.get_attribute("data-codedistiller-insert") == "offered"
+    page.wait_for_timeout(500)
+    assert page.evaluate(cells) == 1  # a search, and its rendered offers, insert nothing
 
-    insert.click()
+    offer.locator("button.jp-codedistiller-insert-button").click()
     page.wait_for_function(f"() => {current}.content.model.cells.length === 2")
-    done = notebook.locator('.jp-codedistiller-insert[data-codedistiller-insert="inserted"]')
+    done = notebook.locator(f'.jp-codedistiller-insert[data-codedistiller-insert="inserted"]'
+                            f'[data-snippet-id="{logrank}"]')
     done.wait_for()
-    assert done.text_content() == "Inserted below: Log-rank test between treatment arms"
+    assert done.locator(".jp-codedistiller-insert-status").text_content() == (
+        "Inserted below: Log-rank test between treatment arms.")
     cell = page.evaluate(
         f"() => {{ const c = {current}.content.model.cells.get(1);"
         " return {type: c.type, source: c.sharedModel.getSource(),"
         " meta: c.getMetadata('codedistiller')}; }"
     )
+    detail = lab.api(f"snippets/{lab.ids['logrank']}")
     with Library.open(lab.home) as lib:
         snippet = lib.get(lab.ids["logrank"])
-    expected = cell_metadata(snippet)
     assert cell["type"] == "code"
-    assert cell["source"] == cell_source(snippet)
+    assert cell["source"] == cell_source(snippet) == detail["cell_source"]
+    assert cell["source"].splitlines()[0] == detail["marker"]
     assert parse_marker(cell["source"].splitlines()[0])["id"] == snippet.id
+    expected = cell_metadata(snippet)
     assert {k: v for k, v in cell["meta"].items() if k != "inserted"} == {
         k: v for k, v in expected.items() if k != "inserted"}
     assert notebook.locator(".jp-Cell.jp-codedistiller-cell").count() == 1
-    page.wait_for_timeout(500)
-    assert page.evaluate(cells) == 2  # the request is acted on once
     notebook.screenshot(path=str(OUTPUT / "widget-insert.png"))
 
     # Reloading the page restores the notebook and the widgets from the live kernel: the
-    # request renders again (the renderer is in the restored notebook's registry) but is not
-    # acted on again. Save all first: a kernel's language_info makes its notebook dirty.
+    # offer renders again, and without a click nothing is inserted. Save all first: a
+    # kernel's language_info makes its notebook dirty.
     page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save-all')")
     page.wait_for_function("() => !window.jupyterapp.status.isDirty")
     page.reload()
@@ -578,8 +602,9 @@ def test_widget_insert_button_inserts_a_cell_below(lab: Lab, page: Any) -> None:
         f"() => {{ const w = window.jupyterapp && {current};"
         " return !!w && !!w.context && w.context.path === 'widgets.ipynb'; }"
     )
-    again = page.locator(".jp-NotebookPanel:visible .jp-codedistiller-insert")
+    again = page.locator(f'.jp-NotebookPanel:visible .jp-codedistiller-insert[data-snippet-id="{logrank}"]')
     again.wait_for()
-    assert again.get_attribute("data-codedistiller-insert") == "inserted"
+    assert again.get_attribute("data-codedistiller-insert") == "offered"
+    page.wait_for_timeout(500)
     assert page.evaluate(cells) == 2
     page.evaluate(f"() => {current}.sessionContext.shutdown()")

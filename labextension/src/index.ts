@@ -116,8 +116,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
     trackLibraryCells(tracker);
     if (rendermime) {
       // Notebooks clone the app's registry when they open, so every notebook opened from
-      // now on (and the ipywidgets Output areas, which use the notebook's) renders requests.
-      rendermime.addFactory(insertRequestRenderers(tracker), INSERT_REQUEST_RANK);
+      // now on (and the ipywidgets Output areas, which use the notebook's) renders offers;
+      // a click on one inserts what this client fetches from the server, never kernel output.
+      rendermime.addFactory(insertRequestRenderers(tracker, client), INSERT_REQUEST_RANK);
     }
 
     if (settingRegistry) {

@@ -1,54 +1,39 @@
 /**
- * The renderer of insert requests: the `%distill search` widgets' Insert button
- * displays one in the results' Output area (a comm callback cannot create a cell,
- * jupyterlab#8893), and rendering a fresh, unseen one inserts the cell below the
- * cell holding the output, like the panel's Insert below.
+ * The renderer of insert offers: the `%distill search` widgets display one under
+ * each result (a comm callback cannot create a cell, jupyterlab#8893). It draws an
+ * Insert button and nothing else happens until a person clicks it: then it fetches
+ * the snippet from the server API and inserts the server's marker + code, with the
+ * server's provenance record, below the cell holding the output, like the panel's
+ * Insert below. The offer itself (kernel output, which any code can forge) names a
+ * snippet id and a revision only; see `requests.ts`.
  */
 
 import type { IRenderMime } from '@jupyterlab/rendermime';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
-import type { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import { insertLibraryCell } from './cells';
-import {
-  asInsertRequest,
-  IInsertRequest,
-  INonceStore,
-  INSERT_MIME_TYPE,
-  InsertLedger
-} from './requests';
+import { CodeDistillerClient } from './client';
+import { asInsertOffer, IInsertOffer, INSERT_MIME_TYPE, verdict } from './requests';
 
-/** Ahead of text/plain (and every standard renderer) in a bundle holding a request. */
+/** Ahead of text/plain (and every standard renderer) in a bundle holding an offer. */
 export const INSERT_REQUEST_RANK = 20;
 
 const RENDERER_CLASS = 'jp-codedistiller-insert';
 
-function nowSeconds(): number {
-  return Date.now() / 1000;
-}
-
-function browserStore(): INonceStore | null {
-  try {
-    return window.localStorage;
-  } catch {
-    return null;
-  }
-}
-
 /**
- * The renderer factory for insert requests. Not `safe`: an untrusted output (a
+ * The renderer factory for insert offers. Not `safe`: an untrusted output (a
  * notebook file not trusted here) never gets this renderer, only its text.
  */
 export function insertRequestRenderers(
   tracker: INotebookTracker,
-  ledger = new InsertLedger(browserStore())
+  client: CodeDistillerClient
 ): IRenderMime.IRendererFactory {
   return {
     safe: false,
     mimeTypes: [INSERT_MIME_TYPE],
     defaultRank: INSERT_REQUEST_RANK,
-    createRenderer: options => new InsertRequestRenderer(options, tracker, ledger)
+    createRenderer: options => new InsertOfferRenderer(options, tracker, client)
   };
 }
 
@@ -65,88 +50,94 @@ function target(
   return tracker.currentWidget ? { panel: tracker.currentWidget } : null;
 }
 
-class InsertRequestRenderer extends Widget implements IRenderMime.IRenderer {
+class InsertOfferRenderer extends Widget implements IRenderMime.IRenderer {
   constructor(
     options: IRenderMime.IRendererOptions,
     private readonly tracker: INotebookTracker,
-    private readonly ledger: InsertLedger
+    private readonly client: CodeDistillerClient
   ) {
     super();
     this.mimeType = options.mimeType;
     this.addClass(RENDERER_CLASS);
-    this.addClass('jp-RenderedText');
-    this.node.dataset.mimeType = 'text/plain';
   }
 
   async renderModel(model: IRenderMime.IMimeModel): Promise<void> {
-    const request = asInsertRequest(model.data[this.mimeType]);
+    const offer = asInsertOffer(model.data[this.mimeType]);
     const text = model.data['text/plain'];
-    this.fallback = typeof text === 'string' ? text : (request?.source ?? '');
-    this.pending = null;
-    if (!request) {
-      this.say(this.fallback);
+    this.node.replaceChildren();
+    delete this.node.dataset.snippetId;
+    this.offer = offer;
+    if (!offer) {
+      // not an offer this extension makes: its text, as text, and no button
+      this.node.classList.add('jp-RenderedText');
+      this.node.appendChild(this.pre(typeof text === 'string' ? text : ''));
+      this.node.dataset.codedistillerInsert = 'ignored';
       return;
     }
-    switch (this.ledger.decide(request, nowSeconds())) {
-      case 'inserted':
-        this.say(`Inserted below: ${request.title}`, 'inserted');
-        return;
-      case 'stale':
-        this.say(this.fallback);
-        return;
-    }
-    this.say(`Inserting below: ${request.title}…`);
-    this.pending = request;
-    // The output area attaches a renderer after rendering starts; the cell is found then.
-    if (this.isAttached) {
-      await this.insertPending();
-    }
-  }
-
-  protected onAfterAttach(msg: Message): void {
-    super.onAfterAttach(msg);
-    void this.insertPending();
-  }
-
-  private async insertPending(): Promise<void> {
-    const request = this.pending;
-    this.pending = null;
-    if (!request) {
-      return;
-    }
-    if (!this.ledger.claim(request, nowSeconds())) {
-      // inserted meanwhile by another view of this output, or attached too late
-      if (this.ledger.decide(request, nowSeconds()) === 'inserted') {
-        this.say(`Inserted below: ${request.title}`, 'inserted');
-      } else {
-        this.say(this.fallback);
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'jp-Button jp-mod-styled jp-mod-accept jp-codedistiller-insert-button';
+    button.textContent = 'Insert below';
+    button.title = `Insert snippet ${offer.snippet_id} revision ${offer.revision} from the library below`;
+    button.addEventListener('click', event => {
+      // A person's click only: a synthetic event from a script on the page inserts nothing.
+      if (event.isTrusted) {
+        void this.insert(offer, button);
       }
+    });
+    this.status = document.createElement('span');
+    this.status.className = 'jp-codedistiller-insert-status';
+    this.node.append(button, this.status);
+    this.node.dataset.codedistillerInsert = 'offered';
+    this.node.dataset.snippetId = offer.snippet_id;
+  }
+
+  private async insert(offer: IInsertOffer, button: HTMLButtonElement): Promise<void> {
+    if (offer !== this.offer || button.disabled) {
       return;
     }
-    const where = target(this.node, this.tracker);
-    const problem = where
-      ? await insertLibraryCell(where.panel, request.source, request.metadata, where.after)
-      : 'Open a notebook first: the snippet goes below its active cell.';
-    if (problem) {
-      this.say(`${problem}\n\n${this.fallback}`);
-    } else {
-      this.say(`Inserted below: ${request.title}`, 'inserted');
+    button.disabled = true;
+    this.say('Fetching it from the library…', 'fetching');
+    try {
+      const detail = await this.client.snippet(offer.snippet_id);
+      const decision = verdict(offer, detail);
+      if (!decision.insert) {
+        this.say(`Not inserted: ${decision.reason}`, 'refused');
+        return;
+      }
+      const where = target(this.node, this.tracker);
+      const problem = where
+        ? await insertLibraryCell(where.panel, decision.source, decision.metadata, where.after)
+        : 'Open a notebook first: the snippet goes below its active cell.';
+      if (problem) {
+        this.say(`Not inserted: ${problem}`, 'refused');
+        return;
+      }
+      const warnings = decision.warnings.map(w => ` Warning: ${w}`).join('');
+      this.say(`Inserted below: ${detail.title || detail.id}.${warnings}`, 'inserted');
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      this.say(`Not inserted: ${message}`, 'refused');
+    } finally {
+      button.disabled = false;
     }
+  }
+
+  private pre(text: string): HTMLElement {
+    const pre = document.createElement('pre');
+    pre.textContent = text;
+    return pre;
   }
 
   /** Show `text` (as text, never markup); `state` marks what happened for styles and tests. */
-  private say(text: string, state = ''): void {
-    const pre = document.createElement('pre');
-    pre.textContent = text;
-    this.node.replaceChildren(pre);
-    if (state) {
-      this.node.dataset.codedistillerInsert = state;
-    } else {
-      delete this.node.dataset.codedistillerInsert;
+  private say(text: string, state: string): void {
+    if (this.status) {
+      this.status.textContent = text;
     }
+    this.node.dataset.codedistillerInsert = state;
   }
 
   private readonly mimeType: string;
-  private fallback = '';
-  private pending: IInsertRequest | null = null;
+  private offer: IInsertOffer | null = null;
+  private status: HTMLElement | null = null;
 }

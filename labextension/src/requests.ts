@@ -1,137 +1,87 @@
 /**
- * Insert requests: what the `%distill search` widgets' Insert button displays
- * (jupyter_codedistiller/widgets.py `insert_request`) for this extension to turn
- * into a new cell, and the rule deciding when a request is acted on.
+ * Insert offers: what the `%distill search` widgets display under each result
+ * (jupyter_codedistiller/widgets.py `insert_request`) for this extension to
+ * render as an Insert button, and the rule deciding what a click inserts.
  *
- * A request is acted on once (its nonce is remembered) and only while fresh,
- * so re-rendering an output, opening a second view or reopening a saved
- * notebook never inserts again. Nothing here touches the DOM or JupyterLab.
+ * Kernel output is never trusted for content: any code in the kernel can
+ * display this MIME type. An offer names a snippet id and a revision and
+ * nothing else; a click fetches the cell (marker, code, metadata) from the
+ * authenticated server API and inserts that, and only if the server still
+ * holds that very revision and nothing blocks it. Rendering inserts nothing.
+ * Nothing here touches the DOM or JupyterLab.
  */
 
-/** The MIME type of an insert request. */
+import type { ISnippetDetail } from './models';
+
+/** The MIME type of an insert offer. */
 export const INSERT_MIME_TYPE = 'application/vnd.codedistiller.insert+json';
 
-/** How many seconds a request stays fresh, either side of the browser's clock. */
-export const FRESH_SECONDS = 60;
+/** What the server's snippet ids look like (server/handlers.py SNIPPET_ID). */
+const SNIPPET_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$/;
 
-export interface IInsertRequest {
-  /** The cell text: provenance marker line and code. */
-  source: string;
-  /** The provenance record for the cell's `metadata.codedistiller`. */
-  metadata: Record<string, unknown>;
-  /** Unique per click. */
-  nonce: string;
-  /** When the kernel made the request, in seconds since the epoch. */
-  created: number;
+export interface IInsertOffer {
   snippet_id: string;
-  title: string;
+  revision: number;
 }
 
-/** The request in a bundle's JSON, or null when it does not have the expected shape. */
-export function asInsertRequest(data: unknown): IInsertRequest | null {
+/**
+ * The offer in a bundle's JSON, or null unless it is exactly `{snippet_id, revision}`
+ * with a well-formed id and a whole revision of at least 1. Anything more (a cell
+ * source, a metadata record, a title) is refused: the server alone says what a cell holds.
+ */
+export function asInsertOffer(data: unknown): IInsertOffer | null {
   if (!data || typeof data !== 'object' || Array.isArray(data)) {
     return null;
   }
   const d = data as Record<string, unknown>;
-  const { source, metadata, nonce, created } = d;
-  if (
-    typeof source !== 'string' ||
-    !metadata ||
-    typeof metadata !== 'object' ||
-    Array.isArray(metadata) ||
-    typeof nonce !== 'string' ||
-    !nonce ||
-    typeof created !== 'number' ||
-    !Number.isFinite(created)
-  ) {
+  const keys = Object.keys(d).sort();
+  if (keys.length !== 2 || keys[0] !== 'revision' || keys[1] !== 'snippet_id') {
     return null;
   }
-  const snippetId = typeof d.snippet_id === 'string' ? d.snippet_id : '';
-  const title = typeof d.title === 'string' && d.title ? d.title : snippetId;
+  const { snippet_id: id, revision } = d;
+  if (typeof id !== 'string' || !SNIPPET_ID.test(id)) {
+    return null;
+  }
+  if (typeof revision !== 'number' || !Number.isInteger(revision) || revision < 1) {
+    return null;
+  }
+  return { snippet_id: id, revision };
+}
+
+/** What a click on an offer does with the server's answer. */
+export type InsertVerdict =
+  | { insert: true; source: string; metadata: Record<string, unknown>; warnings: string[] }
+  | { insert: false; reason: string };
+
+/**
+ * Whether to insert `detail` (the server's `GET snippets/{id}`) for `offer`: only the
+ * snippet named (not one its id is a prefix of), only the revision offered, only when
+ * the team policy does not block it; the cell is the server's source and metadata.
+ */
+export function verdict(offer: IInsertOffer, detail: ISnippetDetail): InsertVerdict {
+  const id = offer.snippet_id;
+  if (detail.id !== id) {
+    return { insert: false, reason: `the library holds no snippet ${id}.` };
+  }
+  if (detail.revision !== offer.revision) {
+    return {
+      insert: false,
+      reason:
+        `revision ${offer.revision} of ${id} is gone (the library now holds revision ` +
+        `${detail.revision}); search again to see what changed.`
+    };
+  }
+  const blockers = Array.isArray(detail.insert_blockers) ? detail.insert_blockers : [];
+  if (blockers.length) {
+    return {
+      insert: false,
+      reason: `${blockers.join('; ')}. Run  %distill insert ${id} --force  to insert it anyway.`
+    };
+  }
   return {
-    source,
-    metadata: metadata as Record<string, unknown>,
-    nonce,
-    created,
-    snippet_id: snippetId,
-    title
+    insert: true,
+    source: detail.cell_source,
+    metadata: detail.cell_metadata,
+    warnings: Array.isArray(detail.insert_warnings) ? detail.insert_warnings : []
   };
-}
-
-/**
- * What to do with a request: `insert` it, or it was `inserted` already
- * (here or in another tab), or it is `stale` (made too long ago, or dated
- * in the future) and must never insert.
- */
-export type InsertDecision = 'insert' | 'inserted' | 'stale';
-
-/** The part of the Web Storage API the ledger uses (`window.localStorage`). */
-export interface INonceStore {
-  getItem(key: string): string | null;
-  setItem(key: string, value: string): void;
-}
-
-/**
- * The nonces of the requests acted on, in memory and, when a store is given,
- * in that store too, so a page reload within the fresh window does not insert
- * again. Entries too old to be fresh are dropped: the freshness rule covers them.
- */
-export class InsertLedger {
-  constructor(
-    private readonly store: INonceStore | null = null,
-    private readonly key = 'codedistiller:inserted-requests'
-  ) {}
-
-  /** What to do with `request` at `now` (seconds since the epoch). */
-  decide(request: IInsertRequest, now: number): InsertDecision {
-    if (this.seen.has(request.nonce) || request.nonce in this.load(now)) {
-      return 'inserted';
-    }
-    return Math.abs(now - request.created) <= FRESH_SECONDS ? 'insert' : 'stale';
-  }
-
-  /** Whether the caller should insert `request` now; true at most once per nonce. */
-  claim(request: IInsertRequest, now: number): boolean {
-    if (this.decide(request, now) !== 'insert') {
-      return false;
-    }
-    this.seen.add(request.nonce);
-    const kept = this.load(now);
-    kept[request.nonce] = request.created;
-    this.save(kept);
-    return true;
-  }
-
-  private load(now: number): Record<string, number> {
-    const kept: Record<string, number> = {};
-    if (!this.store) {
-      return kept;
-    }
-    try {
-      const stored: unknown = JSON.parse(this.store.getItem(this.key) ?? '{}');
-      if (stored && typeof stored === 'object' && !Array.isArray(stored)) {
-        for (const [nonce, created] of Object.entries(stored)) {
-          if (typeof created === 'number' && now - created <= 2 * FRESH_SECONDS) {
-            kept[nonce] = created;
-          }
-        }
-      }
-    } catch {
-      // unreadable or blocked storage: memory alone still guards this page
-    }
-    return kept;
-  }
-
-  private save(kept: Record<string, number>): void {
-    if (!this.store) {
-      return;
-    }
-    try {
-      this.store.setItem(this.key, JSON.stringify(kept));
-    } catch {
-      // a full or blocked storage: memory alone still guards this page
-    }
-  }
-
-  private readonly seen = new Set<string>();
 }

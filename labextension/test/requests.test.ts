@@ -1,114 +1,85 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 
-import {
-  asInsertRequest,
-  FRESH_SECONDS,
-  IInsertRequest,
-  INonceStore,
-  InsertLedger
-} from '../src/requests';
+import type { ISnippetDetail } from '../src/models';
+import { asInsertOffer, verdict } from '../src/requests';
+import { snippet } from './fixtures';
 
-const NOW = 1_700_000_000;
-
-function request(nonce: string, created = NOW): IInsertRequest {
-  const r = asInsertRequest({
-    source: '# codedistiller: id=cd-1 rev=1\nprint(1)\n',
-    metadata: { id: 'cd-1', revision: 1 },
-    nonce,
-    created,
-    snippet_id: 'cd-1',
-    title: 'Kaplan-Meier fit'
-  });
-  assert.ok(r);
-  return r;
+function detail(extra: Partial<ISnippetDetail> = {}): ISnippetDetail {
+  const s = snippet();
+  return {
+    ...s,
+    marker: `# codedistiller: id=${s.id} rev=${s.revision}`,
+    cell_source: `# codedistiller: id=${s.id} rev=${s.revision}\nprint(1)\n`,
+    cell_metadata: { id: s.id, revision: s.revision },
+    insert_blockers: [],
+    insert_warnings: [],
+    ...extra
+  };
 }
 
-class MemoryStore implements INonceStore {
-  items = new Map<string, string>();
-  getItem(key: string): string | null {
-    return this.items.get(key) ?? null;
-  }
-  setItem(key: string, value: string): void {
-    this.items.set(key, value);
-  }
-}
-
-describe('asInsertRequest', () => {
-  it('accepts what widgets.insert_request sends', () => {
-    const r = request('a1');
-    assert.equal(r.title, 'Kaplan-Meier fit');
-    assert.deepEqual(r.metadata, { id: 'cd-1', revision: 1 });
+describe('asInsertOffer', () => {
+  it('accepts exactly what widgets.insert_request sends: an id and a revision', () => {
+    assert.deepEqual(asInsertOffer({ snippet_id: 'cd-1', revision: 3 }), {
+      snippet_id: 'cd-1',
+      revision: 3
+    });
   });
 
-  it('refuses anything without source, metadata object, nonce and numeric time', () => {
-    const good = { source: 'x', metadata: {}, nonce: 'n', created: NOW };
-    assert.ok(asInsertRequest(good));
+  it('refuses an offer carrying content: the kernel never says what a cell holds', () => {
+    const forged = {
+      snippet_id: 'cd-1',
+      revision: 1,
+      source: '# codedistiller: id=cd-1 rev=1 validation=passed origin=verbatim\nimport os\n',
+      metadata: { validation: 'passed' }
+    };
+    assert.equal(asInsertOffer(forged), null);
+    // the former request shape, nonce and all
+    assert.equal(
+      asInsertOffer({ source: 'x', metadata: {}, nonce: 'n', created: 1, snippet_id: 'cd-1' }),
+      null
+    );
+  });
+
+  it('refuses malformed ids and revisions', () => {
     for (const bad of [
-      null,
-      'text',
-      [],
-      { ...good, source: 1 },
-      { ...good, metadata: [] },
-      { ...good, metadata: null },
-      { ...good, nonce: '' },
-      { ...good, created: '1700000000' },
-      { ...good, created: Number.NaN }
+      null, 'cd-1', [], {}, { snippet_id: 'cd-1' }, { revision: 1 },
+      { snippet_id: '../etc/passwd', revision: 1 }, { snippet_id: '', revision: 1 },
+      { snippet_id: 'cd-1', revision: 0 }, { snippet_id: 'cd-1', revision: 1.5 },
+      { snippet_id: 'cd-1', revision: '1' }, { snippet_id: 7, revision: 1 }
     ]) {
-      assert.equal(asInsertRequest(bad), null, JSON.stringify(bad));
+      assert.equal(asInsertOffer(bad), null, JSON.stringify(bad));
     }
-  });
-
-  it('falls back to the snippet id when there is no title', () => {
-    const r = asInsertRequest({ source: 'x', metadata: {}, nonce: 'n', created: NOW, snippet_id: 'cd-9' });
-    assert.equal(r?.title, 'cd-9');
   });
 });
 
-describe('InsertLedger', () => {
-  it('inserts a fresh request once', () => {
-    const ledger = new InsertLedger();
-    const r = request('once');
-    assert.equal(ledger.decide(r, NOW + 1), 'insert');
-    assert.equal(ledger.claim(r, NOW + 1), true);
-    assert.equal(ledger.decide(r, NOW + 2), 'inserted');
-    assert.equal(ledger.claim(r, NOW + 2), false);
-    assert.equal(ledger.claim(request('other'), NOW + 2), true, 'another click inserts again');
+describe('verdict', () => {
+  const s = snippet();
+  const offer = { snippet_id: s.id, revision: s.revision };
+
+  it("inserts the server's source and metadata, with its warnings", () => {
+    const d = detail({ insert_warnings: ['LLM-made and not approved'] });
+    const v = verdict(offer, d);
+    assert.ok(v.insert);
+    assert.equal(v.source, d.cell_source);
+    assert.deepEqual(v.metadata, d.cell_metadata);
+    assert.deepEqual(v.warnings, ['LLM-made and not approved']);
   });
 
-  it('never inserts a stale request: a reopened notebook, or a clock far ahead', () => {
-    const ledger = new InsertLedger();
-    const old = request('old', NOW - FRESH_SECONDS - 1);
-    assert.equal(ledger.decide(old, NOW), 'stale');
-    assert.equal(ledger.claim(old, NOW), false);
-    assert.equal(ledger.claim(request('future', NOW + FRESH_SECONDS + 1), NOW), false);
-    assert.equal(ledger.claim(request('edge', NOW - FRESH_SECONDS), NOW), true);
+  it('refuses a revision the library no longer holds', () => {
+    const v = verdict({ ...offer, revision: 1 }, detail());
+    assert.ok(!v.insert);
+    assert.match(v.reason, /revision 1 of .* is gone/);
   });
 
-  it('remembers nonces across pages through the store, and forgets the ones too old to matter', () => {
-    const store = new MemoryStore();
-    assert.equal(new InsertLedger(store).claim(request('kept'), NOW), true);
-    const reloaded = new InsertLedger(store);
-    assert.equal(reloaded.decide(request('kept'), NOW + 5), 'inserted');
-    assert.equal(reloaded.claim(request('kept'), NOW + 5), false);
-
-    const later = NOW + 3 * FRESH_SECONDS;
-    assert.equal(new InsertLedger(store).claim(request('new', later), later), true);
-    const stored = JSON.parse(store.getItem('codedistiller:inserted-requests') ?? '{}');
-    assert.deepEqual(Object.keys(stored), ['new']);
+  it('refuses a snippet the offer did not name exactly (the API resolves id prefixes)', () => {
+    const v = verdict({ snippet_id: 'cd-0123', revision: s.revision }, detail());
+    assert.ok(!v.insert);
   });
 
-  it('works on memory alone when the store fails', () => {
-    const broken: INonceStore = {
-      getItem: () => {
-        throw new Error('denied');
-      },
-      setItem: () => {
-        throw new Error('quota');
-      }
-    };
-    const ledger = new InsertLedger(broken);
-    assert.equal(ledger.claim(request('m'), NOW), true);
-    assert.equal(ledger.claim(request('m'), NOW), false);
+  it('refuses what the team policy blocks, naming --force', () => {
+    const v = verdict(offer, detail({ insert_blockers: ['1 open flag'] }));
+    assert.ok(!v.insert);
+    assert.match(v.reason, /1 open flag.*--force/);
   });
 });
