@@ -114,7 +114,8 @@ class InsertOfferRenderer extends Widget implements IRenderMime.IRenderer {
         return;
       }
       const warnings = decision.warnings.map(w => ` Warning: ${w}`).join('');
-      this.say(`Inserted below: ${detail.title || detail.id}.${warnings}`, 'inserted');
+      const title = detail.headline?.title || detail.title || detail.id;
+      this.say(`Inserted below: ${title}.${warnings}`, 'inserted');
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       this.say(`Not inserted: ${message}`, 'refused');
