@@ -171,6 +171,7 @@ class Validation:
     worker: str | None = None  # that worker's Dask address
     outputs: list[Output] = field(default_factory=list)
     mode: str | None = None  # "warm" (forked from a pre-started interpreter) or "cold"; None: older records
+    mode_reason: str | None = None  # why a batch's snippet was not served warm
 
     def __post_init__(self) -> None:
         _check(self.status, VALIDATION_STATUSES, "validation.status")

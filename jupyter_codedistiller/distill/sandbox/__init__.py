@@ -50,7 +50,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from ...model import Validation, utcnow
 from .. import capture
@@ -65,7 +66,9 @@ __all__ = [
     "SandboxSettings",
     "isolates_network",
     "isolation_available",
+    "Task",
     "validate",
+    "validate_many",
     "weakest_isolation",
 ]
 
@@ -148,6 +151,9 @@ def judge(code: str, run: Run, plan: Plan, settings: SandboxSettings, interprete
         v.reason = f"sandbox setup failed: {what}"[:300]
         v.packages = {}
         return v
+    if run.memory:
+        v.status, v.reason = "failed", "memory"  # over the bound across its whole process tree
+        return v
     if run.timed_out:
         v.status, v.reason = "timeout", f"exceeded the {settings.timeout:g} s wall-clock limit"
     elif v.exit_code == 0:
@@ -170,3 +176,97 @@ def judge(code: str, run: Run, plan: Plan, settings: SandboxSettings, interprete
     if why:
         v.status, v.reason = "skipped", why
     return v
+
+
+@dataclass(frozen=True)
+class Task:
+    """One snippet to validate: plain data, so a cluster worker can be sent it."""
+
+    code: str
+    python_path: tuple[str, ...] = ()
+    requirements: Mapping[str, str | None] = field(default_factory=dict)
+    key: object = None  # the caller's own handle (e.g. snippet id and revision)
+
+
+def warm_available(settings: SandboxSettings | None = None) -> str | None:
+    """Why snippets cannot be served warm on this machine, or None when they can."""
+    settings = settings or SandboxSettings()
+    plan, features = plan_for(settings.isolation)
+    if plan.tool != "unshare" or not plan.fs or not {"pid", "uid"} <= set(features):
+        level = describe(plan.tool, features, True)
+        return f"warm needs namespaces and a throwaway uid per snippet (this machine: {level})"
+    return None
+
+
+def validate_many(tasks: Iterable[Task], *, settings: SandboxSettings | None = None,
+                  warm: bool = True) -> Iterator[tuple[Task, Validation]]:
+    """Validate ``tasks`` in the order given, yielding each ``(task, validation)`` as it is done.
+
+    Tasks sharing a ``python_path`` are served by one warm interpreter that has
+    imported the installed modules they use (rebuilt when an installed version
+    changes); what it cannot serve runs cold, with ``mode_reason`` saying why.
+    Raises ``warm.PoolDied`` when the warm interpreter dies twice running the same
+    snippet: what was yielded is done, the rest is left to the caller (pending).
+    """
+    from .distributions import installed, used_modules
+    from .warm import PoolDied, WarmPool, warm_modules
+
+    settings = settings or SandboxSettings()
+    tasks = list(tasks)
+    interpreter = os.path.abspath(shutil.which(settings.interpreter) or settings.interpreter)
+    info = interpreter_info(interpreter)
+    no_warm = "warm is off" if not warm else warm_available(settings)
+    if isinstance(info, str) or no_warm:
+        for t in tasks:
+            v = validate(t.code, python_path=t.python_path, settings=settings, requirements=t.requirements)
+            if not isinstance(info, str):
+                v.mode_reason = no_warm
+            yield t, v
+        return
+    plan, features = plan_for(settings.isolation)
+    groups: dict[tuple[str, ...], list[Task]] = {}
+    for t in tasks:
+        groups.setdefault(tuple(os.path.realpath(p) for p in t.python_path), []).append(t)
+    tops = set(installed(info.sys_path).tops)
+    for path, batch in groups.items():
+        modules = warm_modules([t.code for t in batch], path, tops)
+        pool: WarmPool | None = None
+        why_cold: str | None = None
+
+        def fresh(path: tuple[str, ...] = path, modules: tuple[str, ...] = modules) -> WarmPool:
+            p = WarmPool(plan, features, settings, interpreter, info, path, modules)
+            p.start()
+            return p
+
+        try:
+            try:
+                pool = fresh()
+            except PoolDied as exc:
+                why_cold = str(exc)
+            for t in batch:
+                when = utcnow()
+                refused = refusal(t.code, settings, plan, features, interpreter, info, when)
+                if refused is not None:
+                    yield t, refused
+                    continue
+                needs = used_modules(t.code, ())
+                broken = sorted(m for m in (pool.failed if pool else {}) if m.partition(".")[0] in needs)
+                if pool is None or broken:
+                    v = validate(t.code, python_path=t.python_path, settings=settings, requirements=t.requirements)
+                    v.mode_reason = why_cold or (f"warm-up could not import {broken[0]}: "
+                                                 f"{pool.failed[broken[0]]}" if pool else None)
+                    yield t, v
+                    continue
+                if not pool.current():  # an installed distribution changed: warm up again
+                    pool.close()
+                    pool = fresh()
+                try:
+                    run = pool.run(t.code)
+                except PoolDied:
+                    pool.close()
+                    pool = fresh()  # once more, in a fresh interpreter
+                    run = pool.run(t.code)
+                yield t, judge(t.code, run, plan, settings, interpreter, info, path, t.requirements, when, "warm")
+        finally:
+            if pool is not None:
+                pool.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-CHILD_PROGRAMS = ("setup", "runner", "facts")
+CHILD_PROGRAMS = ("setup", "runner", "facts", "zygote")
 
 
 @functools.cache

@@ -213,6 +213,28 @@ def drop_capabilities():
         raise OSError("capabilities remain after dropping them")
 
 
+def keep_only_uid_switching():
+    """The warm interpreter's privileges across the exec that starts it: CAP_SETUID/CAP_SETGID (to
+    give each child its own throwaway uid) and CAP_CHOWN/CAP_DAC_OVERRIDE/CAP_FOWNER (to prepare
+    and remove the children's files), nothing else; a child loses them all at its uid switch."""
+    keep = (0, 1, 3, 6, 7)
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            last = int(f.read())
+    except OSError:
+        last = 63
+    for cap in range(last + 1):
+        if cap not in keep:
+            libc().prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP
+    libc().prctl(47, 4, 0, 0, 0)  # PR_CAP_AMBIENT_CLEAR_ALL
+    mask = sum(1 << cap for cap in keep)
+    header = ctypes.create_string_buffer(struct.pack("Ii", 0x20080522, 0))
+    data = ctypes.create_string_buffer(struct.pack("IIIIII", mask, mask, 0, 0, 0, 0))
+    check(libc().capset(header, data), "capset")
+    if capabilities() & ~mask:
+        raise OSError("capabilities beyond the warm interpreter's remain")
+
+
 def chown_tree(top, uid):
     for root, dirs, files in os.walk(top):
         for name in dirs + files:
@@ -381,6 +403,21 @@ def main():
         elif cfg["watchdog"]:
             watchdog(lifeline, fd)
         os.close(lifeline)
+        warm = cfg.get("warm")
+        if warm:
+            # The warm interpreter: children get their own uids (it keeps only the uid switch).
+            if os.geteuid() != 0 or "pid" not in features or "fs" not in features:
+                raise OSError("a warm interpreter needs root of its own PID and mount namespaces")
+            keep_only_uid_switching()
+            libc().prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
+            if outputs is not None:
+                os.set_inheritable(outputs, True)
+                warm["outputs_fd"] = outputs
+            emit({"event": "setup", "features": features + ["uid"], "rlimits_failed": []})
+            os.set_inheritable(fd, False)
+            interpreter = cfg["interpreter"]
+            os.execve(interpreter, [interpreter, "-c", warm["program"], json.dumps(warm), runner],
+                      warm["env"])
         uid = cfg["uid"]
         if uid is not None and os.geteuid() == 0:
             chown_tree(cfg["workdir"], uid)

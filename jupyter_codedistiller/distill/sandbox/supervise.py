@@ -45,6 +45,7 @@ class Run:
     setup_error: str | None = None
     exit: dict | None = None
     captured: list = field(default_factory=list)
+    memory: bool = False  # killed at the memory bound over its whole process tree
 
     @property
     def features(self) -> list[str]:
