@@ -40,13 +40,13 @@ def processes_of(uid):
             continue
         try:
             with open("/proc/%s/status" % entry) as f:
-                for line in f:
-                    if line.startswith("Uid:"):
-                        if str(uid) in line.split()[1:3]:
-                            found.append(int(entry))
-                        break
-        except OSError:
-            pass
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+        except (OSError, ValueError):
+            continue
+        if fields.get("State", "").strip().startswith("Z"):
+            continue  # a zombie holds no memory and runs nothing; its parent reaps it
+        if str(uid) in fields.get("Uid", "").split()[:2]:
+            found.append(int(entry))
     return found
 
 
@@ -77,7 +77,6 @@ def kill_uid(uid):
             finally:
                 os._exit(0)
         os.waitpid(pid, 0)
-        reap()
         time.sleep(0.01)
 
 
@@ -233,7 +232,7 @@ def serve(req, env, runner, outputs_fd):
             status = st
     ended = time.monotonic()
     if status is None:
-        os.kill(pid, signal.SIGKILL)
+        kill_uid(req["uid"])  # the child and all it started (no CAP_KILL here: as its own uid)
         status = os.waitpid(pid, 0)[1]
     kill_uid(req["uid"])
     reap()

@@ -1,0 +1,233 @@
+"""The warm pool, run for real: one pre-started interpreter, a fresh child per snippet.
+
+Every snippet here is followed by a probe snippet in the same warm interpreter,
+which asserts it sees a pristine state. Skipped where the machine gives no
+namespaces and throwaway uids (the pool is then never used: everything is cold).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from jupyter_codedistiller.distill import sandbox
+from jupyter_codedistiller.distill.sandbox import SandboxSettings, Task, validate_many, warm_available
+from jupyter_codedistiller.distill.sandbox.warm import PoolDied, WarmPool
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux" or warm_available() is not None,
+                                reason=f"no warm pool here: {warm_available() if sys.platform == 'linux' else ''}")
+
+FAST = SandboxSettings(timeout=20)
+
+PROBE = r'''
+import json, os, signal, sys, tempfile
+import numpy, json as j2
+state = {
+    "modules": sorted(m for m in ("evil_module", "email.evil") if m in sys.modules),
+    "env": sorted(k for k in os.environ if k.startswith("EVIL")),
+    "numpy_pi": numpy.pi,
+    "tmp": sorted(os.listdir("/tmp")) + sorted(os.listdir(tempfile.gettempdir())),
+    "shm": sorted(os.listdir("/dev/shm")),
+    "handlers": [s for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+                 if signal.getsignal(s) not in (signal.SIG_DFL, signal.default_int_handler)],
+    "cwd_files": sorted(os.listdir(".")),
+    "uid": os.getuid(),
+    "others": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()
+                     and open("/proc/%s/status" % p).read().split("Uid:")[1].split()[0] != "0"
+                     and int(p) != os.getpid()),
+}
+print("STATE" + json.dumps(state))
+'''
+
+HOSTILE = {
+    "sys.modules": "import sys, types\nsys.modules['evil_module'] = types.ModuleType('evil_module')\n"
+                   "import email\nsys.modules['email.evil'] = email",
+    "os.environ": "import os\nos.environ['EVIL'] = '1'\nos.putenv('EVIL_PUT', '1')",
+    "package global": "import numpy\nnumpy.pi = 3.0",
+    "/tmp": "import os, tempfile\nopen('/tmp/evil', 'w').write('x')\nopen('/dev/shm/evil', 'w').write('x')\n"
+            "open(os.path.join(tempfile.gettempdir(), 'evil'), 'w').write('x')\nopen('left', 'w').write('x')",
+    "signal handlers": "import signal\nfor s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):\n"
+                       "    signal.signal(s, lambda *a: None)",
+    "child process": "import subprocess, os\nsubprocess.Popen(['sleep', '600'])\n"
+                     "subprocess.Popen(['sleep', '601'], start_new_session=True)\n"
+                     "if os.fork() == 0:\n    os.setsid()\n    import time\n    time.sleep(600)\n",
+}
+
+
+def state_of(v: sandbox.Validation) -> dict:
+    assert v.status == "passed", (v.reason, v.stderr_tail)
+    return json.loads(v.stdout_tail.rpartition("STATE")[2])
+
+
+def test_nothing_a_snippet_does_is_visible_to_the_next() -> None:
+    tasks = [Task(PROBE)]
+    for code in HOSTILE.values():
+        tasks += [Task(code), Task(PROBE)]
+    results = list(validate_many(tasks, settings=FAST))
+    assert [v.mode for _, v in results] == ["warm"] * len(tasks)
+    pristine = state_of(results[0][1])
+    assert pristine["modules"] == pristine["env"] == pristine["handlers"] == pristine["others"] == []
+    assert pristine["numpy_pi"] > 3.14 and pristine["cwd_files"] == [".codedistiller-outputs", "snippet.py", "tmp"]
+    uids = {pristine["uid"]}
+    for (what, _), i in zip(HOSTILE.items(), range(1, len(tasks), 2), strict=True):
+        attack, probe = results[i][1], results[i + 1][1]
+        assert attack.status == "passed", (what, attack.reason, attack.stderr_tail)
+        seen = state_of(probe)
+        uids.add(seen.pop("uid"))
+        assert seen == {k: v for k, v in pristine.items() if k != "uid"}, what
+    assert len(uids) == len(HOSTILE) + 1 and 0 not in uids  # a throwaway uid each
+
+
+def test_a_snippet_cannot_signal_or_ptrace_the_warm_parent() -> None:
+    code = r'''
+import ctypes, os, signal
+parent = os.getppid()
+results = {}
+for sig in (signal.SIGKILL, signal.SIGTERM, signal.SIGSTOP):
+    for target in (parent, 1):
+        try:
+            os.kill(target, sig)
+            results["%d->%d" % (sig, target)] = "sent"
+        except OSError as exc:
+            results["%d->%d" % (sig, target)] = exc.errno
+libc = ctypes.CDLL(None, use_errno=True)
+results["ptrace"] = libc.ptrace(16, parent, 0, 0)  # PTRACE_ATTACH
+try:
+    open("/proc/%d/mem" % parent, "rb").read(1)
+    results["mem"] = "read"
+except OSError as exc:
+    results["mem"] = exc.errno
+print(results)
+'''
+    results = list(validate_many([Task(code), Task("print('still here')")], settings=FAST))
+    attack, after = results[0][1], results[1][1]
+    assert "sent" not in attack.stdout_tail, attack.stdout_tail
+    assert "'ptrace': -1" in attack.stdout_tail and "'mem': 'read'" not in attack.stdout_tail
+    assert (after.mode, after.status, after.stdout_tail) == ("warm", "passed", "still here\n")
+
+
+def test_crashes_are_failed_and_the_pool_serves_the_next() -> None:
+    tasks = [Task("import ctypes\nctypes.string_at(0)"), Task("import os\nos._exit(7)"),
+             Task("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"),
+             Task("import sys\nsys.exit('bye')"), Task("print('fine')"),
+             Task("while True:\n    pass")]
+    results = [v for _, v in validate_many(tasks, settings=SandboxSettings(timeout=3))]
+    assert [v.mode for v in results] == ["warm"] * 6
+    assert [(v.status, v.exit_code) for v in results[:5]] == [
+        ("failed", -11), ("failed", 7), ("failed", -9), ("failed", 1), ("passed", 0)]
+    assert results[0].reason == "killed by SIGSEGV" and "bye" in results[3].stderr_tail
+    assert results[5].status == "timeout"
+
+
+def test_memory_over_the_whole_tree_is_bounded_and_recorded() -> None:
+    code = r'''
+import os, time
+kids = []
+for _ in range(4):
+    pid = os.fork()
+    if pid == 0:
+        block = bytearray(150 * 1024 * 1024)
+        for i in range(0, len(block), 4096):
+            block[i] = 1
+        time.sleep(60)
+        os._exit(0)
+    kids.append(pid)
+for pid in kids:
+    os.waitpid(pid, 0)
+'''
+    v = next(validate_many([Task(code)], settings=SandboxSettings(timeout=60, memory_mb=400)))[1]
+    assert (v.mode, v.status, v.reason) == ("warm", "failed", "memory")
+    assert v.duration < 50
+
+
+def test_the_pool_is_rebuilt_when_an_installed_version_changes(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+
+    def install(version: str) -> None:
+        for old in site.glob("tinydist-*.dist-info"):
+            for f in old.iterdir():
+                f.unlink()
+            old.rmdir()
+        info = site / f"tinydist-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: tinydist\nVersion: {version}\n")
+        (info / "top_level.txt").write_text("tinydist\n")
+        (site / "tinydist.py").write_text(f"VERSION = {version!r}\n")
+        os.utime(site)
+
+    install("1.0")
+    settings = SandboxSettings(timeout=20, interpreter=str(python))
+    code = "import tinydist\nprint(tinydist.VERSION)"
+    seen = []
+    for _task, v in validate_many([Task(code), Task(code)], settings=settings):
+        seen.append((v.mode, v.status, v.stdout_tail.strip(), v.packages))
+        if len(seen) == 1:
+            time.sleep(0.01)
+            install("2.0")
+    assert seen == [("warm", "passed", "1.0", {"tinydist": "1.0"}), ("warm", "passed", "2.0", {"tinydist": "2.0"})]
+
+
+def test_a_module_that_fails_to_warm_up_is_served_cold_with_the_reason(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    (site / "brokenpkg-1.0.dist-info").mkdir(parents=True)
+    (site / "brokenpkg-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: brokenpkg\nVersion: 1.0\n")
+    (site / "brokenpkg-1.0.dist-info" / "top_level.txt").write_text("brokenpkg\n")
+    (site / "brokenpkg.py").write_text("raise ImportError('no warm-up for me')\n")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    purelib = subprocess.run([str(venv / "bin" / "python"), "-c",
+                              "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    Path(purelib, "extra.pth").write_text(str(site) + "\n")
+    settings = SandboxSettings(timeout=20, interpreter=str(venv / "bin" / "python"))
+    results = [v for _, v in validate_many([Task("import brokenpkg"), Task("print('ok')")], settings=settings)]
+    cold, warm = results
+    assert (cold.mode, cold.status) == ("cold", "failed") and "no warm-up for me" in cold.stderr_tail
+    assert cold.mode_reason.startswith("warm-up could not import brokenpkg: ImportError: no warm-up for me")
+    assert (warm.mode, warm.status) == ("warm", "passed")
+
+
+def test_a_pool_killed_mid_batch_is_restarted_and_one_that_keeps_dying_raises() -> None:
+    def zygotes() -> list[int]:
+        found = []
+        for p in Path("/proc").iterdir():
+            try:
+                if p.name.isdigit() and b"The warm interpreter: exec'd" in (p / "cmdline").read_bytes():
+                    found.append(int(p.name))
+            except OSError:
+                pass
+        return found
+
+    it = validate_many([Task("print(1)"), Task("print(2)")], settings=FAST)
+    assert next(it)[1].stdout_tail == "1\n"
+    for pid in zygotes():
+        os.kill(pid, 9)
+    assert next(it)[1].stdout_tail == "2\n"  # served by a fresh warm interpreter
+
+    original = WarmPool.run
+
+    def dies(self: WarmPool, code: str) -> sandbox.supervise.Run:
+        if "die" in code:
+            self.close()
+            raise PoolDied("killed")
+        return original(self, code)
+
+    WarmPool.run = dies  # type: ignore[method-assign]
+    try:
+        it = validate_many([Task("print(1)"), Task("# die"), Task("print(3)")], settings=FAST)
+        assert next(it)[1].status == "passed"
+        with pytest.raises(PoolDied):
+            next(it)
+    finally:
+        WarmPool.run = original  # type: ignore[method-assign]
+    assert zygotes() == []
