@@ -37,6 +37,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -673,8 +674,6 @@ def mark_retry(library: Library, source_id: str, interpreter: str | None = None)
 
 def _validate(library: Library, src: RegisteredSource, plan: Plan | None, rep: SourceReport,
               publish: _Publisher, workers: int, settings: Any, executor: Any = None) -> None:
-    from concurrent.futures import ThreadPoolExecutor, as_completed
-
     from . import sandbox
 
     todo = _snippets_with(library, src.id, ["pending", "stale"])
@@ -682,10 +681,11 @@ def _validate(library: Library, src: RegisteredSource, plan: Plan | None, rep: S
         return
     limit = src.settings.get("validate_per_pass")
     if isinstance(limit, int) and 0 < limit < len(todo):
-        # Big sources (a default library's scipy) are validated over several passes, short examples first.
-        todo.sort(key=lambda s: (len(s.code), s.id))
+        # Big sources (a default library's scipy) are validated over several passes, most wanted first.
+        todo.sort(key=_wanted)
         rep.pending += len(todo) - limit
         todo = todo[:limit]
+    todo.sort(key=_wanted)
     base = list(plan.python_path) if plan else []
 
     def python_path(s: Snippet) -> list[str]:
@@ -705,34 +705,48 @@ def _validate(library: Library, src: RegisteredSource, plan: Plan | None, rep: S
                      checkout, finish)
         return
 
-    def run(s: Snippet) -> str:
-        path = python_path(s)
-        v = sandbox.validate(s.code, python_path=path, settings=settings,
-                             requirements=s.requirements)
-        finish(s, v)
-        library.set_validation(s.id, v, revision=s.revision)
-        return v.status
+    # Lanes of work, most wanted first in each: one warm interpreter per lane serves it in order.
+    lanes: list[list[Snippet]] = [todo[i::max(workers, 1)] for i in range(max(workers, 1))]
+    lock = threading.Lock()
+    done = 0
+
+    def lane(snippets: list[Snippet]) -> None:
+        nonlocal done
+        tasks = [sandbox.Task(s.code, tuple(python_path(s)), dict(s.requirements), s) for s in snippets]
+        left = {s.id: s for s in snippets}
+        try:
+            for task, v in sandbox.validate_many(tasks, settings=settings):
+                s = task.key
+                finish(s, v)
+                library.set_validation(s.id, v, revision=s.revision)
+                left.pop(s.id, None)
+                with lock:
+                    if v.status in ("passed", "failed", "timeout", "skipped"):
+                        setattr(rep, v.status, getattr(rep, v.status) + 1)
+                    else:
+                        rep.pending += 1
+                    done += 1
+                    publish(src.id, "validate", done, len(todo), s.source.path)
+        except Exception as exc:  # the sandbox itself broke: what is left stays pending
+            with lock:
+                rep.problems.append(f"{src.id}: could not validate {len(left)} snippets: "
+                                    f"{type(exc).__name__}: {exc}"[:300])
+                rep.pending += len(left)
 
     publish(src.id, "validate", 0, len(todo))
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="codedistiller-validate")
-    try:
-        futures = {pool.submit(run, s): s for s in todo}
-        for done, fut in enumerate(as_completed(futures), 1):
-            s = futures[fut]
-            try:
-                status = fut.result()
-            except Exception as exc:  # the sandbox itself broke: leave the snippet pending
-                rep.problems.append(f"{src.id}: {s.source.path}: could not validate {s.id}: "
-                                    f"{type(exc).__name__}: {exc}")
-                rep.pending += 1
-            else:
-                if status in ("passed", "failed", "timeout", "skipped"):
-                    setattr(rep, status, getattr(rep, status) + 1)
-                else:
-                    rep.pending += 1
-            publish(src.id, "validate", done, len(todo), s.source.path)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    threads = [threading.Thread(target=lane, args=(chunk,), name="codedistiller-validate", daemon=True)
+               for chunk in lanes if chunk]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def _wanted(s: Snippet) -> tuple:
+    """Order of validation: examples of a package's prominent public objects first, short ones first."""
+    api = getattr(s, "api", "") or ""
+    public = bool(api) and not any(part.startswith("_") for part in api.split("."))
+    return (0 if public else 1, api.count(".") if public else 99, len(s.code), s.id)
 
 
 def _validate_on(executor: Any, library: Library, src: RegisteredSource,

@@ -162,7 +162,7 @@ class WarmPool:
             raise PoolDied("the warm interpreter is not running")
         assert self.proc is not None and self.proc.stdin is not None
         self._n += 1
-        workdir = os.path.join(self.base, f"run-{self._n}")
+        workdir = self.base  # the child's own, emptied for it: as deep as a cold run's
         cpu = self.settings.cpu_seconds or int(self.settings.timeout) + 5
         cap = capture.settings(workdir)
         cap["dir"] = os.path.join(workdir, capture.DIRNAME)

@@ -51,12 +51,24 @@ def processes_of(uid):
 
 
 def rss_of(pids):
+    """Memory of ``pids`` together: proportional set sizes, so pages shared copy-on-write with
+    this interpreter (or between them) count once."""
     page = os.sysconf("SC_PAGE_SIZE")
     total = 0
     for pid in pids:
         try:
+            with open("/proc/%d/smaps_rollup" % pid) as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+            continue
+        except (OSError, ValueError, IndexError):
+            pass
+        try:
             with open("/proc/%d/statm" % pid) as f:
-                total += int(f.read().split()[1]) * page
+                fields = f.read().split()
+            total += (int(fields[1]) - int(fields[2])) * page
         except (OSError, ValueError, IndexError):
             pass
     return total
@@ -180,11 +192,12 @@ def child(req, env, runner, out_w, err_w):
 
 def serve(req, env, runner, outputs_fd):
     """Run one snippet in a fresh child and say how it ended."""
-    workdir = req["workdir"]
+    workdir = req["workdir"]  # the same path for every child (as deep as a cold one), emptied
+    empty(workdir)
     os.makedirs(os.path.join(workdir, "tmp"))
     capture = req.get("capture")
     if capture:
-        os.makedirs(capture["dir"])
+        os.makedirs(capture["dir"], exist_ok=True)
     with open(req["script"], "wb") as f:
         f.write(req["code"].encode("utf-8", errors="replace"))
     for root, dirs, files in os.walk(workdir):
@@ -263,7 +276,8 @@ def serve(req, env, runner, outputs_fd):
             pass
         finally:
             os.close(sub)
-    shutil.rmtree(workdir, ignore_errors=True)
+    empty(workdir)
+    os.chown(workdir, 0, 0)
     for d in SCRATCH:
         empty(d)
     result = {"n": req["n"], "timed_out": timed_out, "memory": memory,
@@ -296,7 +310,6 @@ def main():
         sys.stdout.write(json.dumps({"ready": False, "error": "cannot give a child its own uid"}) + "\n")
         sys.stdout.flush()
         return
-    os.chmod(".", 0o711)  # each child reaches its own directory below, lists nothing
     out = os.fdopen(os.dup(1), "w")
     null = os.open("/dev/null", os.O_WRONLY)
     os.dup2(null, 1)  # nothing an import prints can corrupt the result channel
