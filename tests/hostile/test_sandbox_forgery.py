@@ -122,3 +122,41 @@ def test_status_shows_the_weakest_isolation_in_use(library: Library) -> None:
     assert "weakest isolation in use: rlimits-only (1 snippets)" in status_text(st)
     assert weakest_isolation(["bwrap-net+pid+fs+rlimits", "unshare-net+pid+fs+uid+rlimits"]) == (
         "bwrap-net+pid+fs+rlimits")
+
+
+@pytest.mark.parametrize("code", [
+    "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_RAW, 1)",
+    "import os\nif os.fork() == 0:\n    os.setsid()\n    import time\n    time.sleep(600)",
+    "import subprocess\nsubprocess.Popen(['sleep', '600'], start_new_session=True)",
+    "s = __import__('socket').socket()",
+])
+def test_without_namespaces_sockets_and_daemons_are_not_run_and_it_says_so(code: str) -> None:
+    v = validate(code, settings=SandboxSettings(timeout=10, isolation="none"))
+    assert (v.status, v.duration, v.stdout_tail) == ("skipped", 0.0, "")
+    assert v.reason.startswith("not run: it ") and "cannot contain sockets or background processes" in v.reason
+    plain = validate("print(sum(range(4)))", settings=SandboxSettings(timeout=10, isolation="none"))
+    assert plain.status == "passed" or "throwaway uid cannot read" in plain.reason
+
+
+TREE_HOG = r'''
+import os, time
+kids = []
+for _ in range(4):
+    pid = os.fork()
+    if pid == 0:
+        block = bytearray(150 * 1024 * 1024)
+        for i in range(0, len(block), 4096):
+            block[i] = 1
+        time.sleep(60)
+        os._exit(0)
+    kids.append(pid)
+for pid in kids:
+    os.waitpid(pid, 0)
+'''
+
+
+def test_memory_spread_over_processes_is_bounded_cold() -> None:
+    # Four children of 150 MB each, every one under the 400 MB per-process limit.
+    v = validate(TREE_HOG, settings=SandboxSettings(timeout=60, memory_mb=400))
+    assert (v.status, v.reason) == ("failed", "memory"), (v.status, v.reason, v.stderr_tail)
+    assert v.duration < 50

@@ -57,7 +57,7 @@ from ...model import Validation, utcnow
 from .. import capture
 from .distributions import missing, used_distributions
 from .probe import Info, Plan, describe, interpreter_info, isolation_available, plan_for
-from .reasons import final_exception, signal_name, skip_reason, static_needs, tail
+from .reasons import escapes_without_namespaces, final_exception, signal_name, skip_reason, static_needs, tail
 from .settings import ISOLATION_METHODS, SandboxSettings, isolates_network, weakest_isolation
 from .supervise import Run, execute
 
@@ -106,6 +106,13 @@ def refusal(code: str, settings: SandboxSettings, plan: Plan, features: Sequence
                           "cannot cut the network)", when=when, duration=0.0,
                           interpreter=interpreter, python_version=info.version,
                           isolation=describe(plan.tool, features, rlimits=True), mode="cold")
+    if plan.tool is None:
+        escape = escapes_without_namespaces(code)
+        if escape:
+            return Validation(status="skipped", reason=f"not run: it {escape}, and without namespaces this "
+                              "machine cannot contain sockets or background processes", when=when,
+                              duration=0.0, interpreter=interpreter, python_version=info.version,
+                              isolation=describe(plan.tool, features, rlimits=True), mode="cold")
     return None
 
 

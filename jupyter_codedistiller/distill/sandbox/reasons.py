@@ -156,3 +156,33 @@ def signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
+
+
+# Without namespaces nothing contains a socket or a process that leaves the run's group.
+_ESCAPING_MODULES = frozenset({"socket", "socketserver", "ssl", "asyncio", "multiprocessing", "subprocess",
+                               "pty", "ctypes", "cffi", "http", "urllib", "urllib3", "requests", "httpx",
+                               "ftplib", "smtplib", "telnetlib", "xmlrpc", "concurrent", "signal"})
+_ESCAPING_CALLS = frozenset({"fork", "forkpty", "setsid", "setpgid", "daemon", "system", "popen",
+                             "spawnl", "spawnle", "spawnlp", "spawnv", "spawnve", "spawnvp", "posix_spawn",
+                             "posix_spawnp", "execv", "execve", "execvp", "execl", "execlp", "kill", "killpg"})
+
+
+def escapes_without_namespaces(code: str) -> str | None:
+    """What in ``code`` could open a socket or leave a process behind, when nothing contains it."""
+    try:
+        with _parse_lock:
+            tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            for name in names:
+                if name.partition(".")[0] in _ESCAPING_MODULES:
+                    return f"imports {name}"
+        elif isinstance(node, ast.Attribute) and node.attr in _ESCAPING_CALLS:
+            return f"calls {node.attr}"
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in (
+                "__import__", "exec", "eval", "compile"):
+            return f"calls {node.func.id}"
+    return None

@@ -30,6 +30,7 @@ from .settings import (
     WORKDIR_PREFIX,
     SandboxSettings,
 )
+from .zygote import processes_of, rss_of
 
 _uids = itertools.count()
 
@@ -181,7 +182,7 @@ def execute(code: str, plan: Plan, settings: SandboxSettings, interpreter: str,
         env = _environment(workdir, python_path, interpreter)
         try:
             run = _supervise(cmd, env, workdir, report_r, report_w, lifeline_r, settings,
-                             sweep=plan.tool is None)
+                             sweep=plan.tool is None, uid=cfg["uid"])
             run.captured = capture.collect(os.path.join(workdir, capture.DIRNAME))
             return run
         finally:
@@ -192,7 +193,7 @@ def execute(code: str, plan: Plan, settings: SandboxSettings, interpreter: str,
 
 
 def _supervise(cmd: list[str], env: dict[str, str], workdir: str, report_r: int, report_w: int,
-               lifeline_r: int, settings: SandboxSettings, sweep: bool) -> Run:
+               lifeline_r: int, settings: SandboxSettings, sweep: bool, uid: int | None = None) -> Run:
     """Start the child, keep the tails of its output, enforce the wall clock, clean up."""
     limit = max(settings.output_limit, TAIL_CHARS * 4)
     started = time.monotonic()
@@ -218,7 +219,8 @@ def _supervise(cmd: list[str], env: dict[str, str], workdir: str, report_r: int,
         except OSError:
             pidfd = None
     deadline = started + settings.timeout
-    timed_out = False
+    timed_out = memory = False
+    next_memory_check = started
     ended: float | None = None
     try:
         while True:
@@ -228,6 +230,20 @@ def _supervise(cmd: list[str], env: dict[str, str], workdir: str, report_r: int,
                 _kill_group(proc.pid)  # leftovers; the leader is a zombie, so its pgid is ours
                 if sweep:
                     _sweep(workdir)
+            if ended is None and now >= next_memory_check:
+                next_memory_check = now + 0.25
+                tree = _tree(proc.pid, uid)
+                if rss_of(tree) > settings.memory_mb * MIB:  # the bound over the whole tree
+                    memory = True
+                    _kill_group(proc.pid)
+                    for pid in tree:
+                        try:
+                            os.kill(pid, signal.SIGKILL)
+                        except OSError:
+                            pass
+                    if sweep:
+                        _sweep(workdir)
+                    deadline = float("inf")
             if ended is None and now >= deadline:
                 timed_out = True
                 _kill_group(proc.pid)
@@ -273,7 +289,7 @@ def _supervise(cmd: list[str], env: dict[str, str], workdir: str, report_r: int,
         proc.stdout.close()
         proc.stderr.close()
     duration = (ended or time.monotonic()) - started
-    run = Run(returncode=returncode, timed_out=timed_out, duration=duration,
+    run = Run(returncode=returncode, timed_out=timed_out, duration=duration, memory=memory,
                stdout=bytes(buffers[out_fd][-limit:]), stderr=bytes(buffers[err_fd][-limit:]))
     for line in bytes(buffers[report_r]).splitlines():
         try:
@@ -288,6 +304,23 @@ def _supervise(cmd: list[str], env: dict[str, str], workdir: str, report_r: int,
         elif kind == "exit" and run.exit is None:
             run.exit = event
     return run
+
+
+def _tree(leader: int, uid: int | None) -> list[int]:
+    """The run's processes: those of its throwaway uid, else those of its session."""
+    if uid is not None:
+        return processes_of(uid)
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rpartition(")")[2].split()
+                if int(fields[3]) == leader:  # the session id
+                    found.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    return found
 
 
 def _exited(proc: subprocess.Popen) -> bool:

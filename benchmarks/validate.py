@@ -1,0 +1,136 @@
+"""Validation benchmark: the same real examples validated cold and warm, in one run.
+
+Distils the installed lifelines, statsmodels, scikit-learn and scipy (no
+validation) into a temporary library, takes a fixed sample of their docstring
+and documentation examples (the first N per package by snippet id), validates it
+cold (a fresh interpreter per snippet) and warm (``validate_many``: one warm
+interpreter per package forking a child per snippet), one snippet at a time
+each, and prints both times, snippets/min, and the cost per snippet as a ratio
+to one cold ``python -c "import <package>"`` measured here (median of three).
+Lists every snippet whose outcome (passed / failed / timeout / skipped) differs.
+
+``--default`` instead times a full validation of the default library (every
+curated package installed here), as ``make lab`` would leave it to the daemon.
+
+    .venv/bin/python benchmarks/validate.py [--per-package 25] [--timeout 60]
+    .venv/bin/python benchmarks/validate.py --default [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from jupyter_codedistiller.distill import sandbox, sources  # noqa: E402
+from jupyter_codedistiller.distill.defaults import ensure_default_sources  # noqa: E402
+from jupyter_codedistiller.distill.refresh import refresh  # noqa: E402
+from jupyter_codedistiller.library import Library  # noqa: E402
+
+PACKAGES = {"lifelines": "lifelines", "statsmodels": "statsmodels", "scikit-learn": "sklearn", "scipy": "scipy"}
+
+
+def import_seconds(module: str) -> float:
+    """One cold ``python -c "import <module>"`` (median of three)."""
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", f"import {module}"], check=True, env={**os.environ,
+                       "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def sample(lib: Library, per_package: int) -> dict[str, list]:
+    by_package: dict[str, list] = {}
+    for s in lib.all():
+        pkg = s.source.package
+        if pkg in PACKAGES and s.origin.kind in ("verbatim", "assembled"):
+            by_package.setdefault(pkg, []).append(s)
+    return {pkg: sorted(found, key=lambda s: s.id)[:per_package] for pkg, found in sorted(by_package.items())}
+
+
+def default_mode(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="cd-validate-default-") as home:
+        lib = Library(Path(home) / "library.db")
+        added = ensure_default_sources(lib, per_pass=0)
+        start = time.perf_counter()
+        refresh(lib, validate=False)
+        print(f"extract    {lib.count()} snippets of {len(added)} packages in {time.perf_counter() - start:.0f} s")
+        start = time.perf_counter()
+        report = refresh(lib, settings=sandbox.SandboxSettings(timeout=args.timeout), workers=args.workers)
+        took = time.perf_counter() - start
+        st = lib.status()
+        print(f"validate   {took / 60:.1f} min for the default library ({report.summary()}); "
+              f"by status: {st['validation']}; target <= 15 min")
+        lib.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--per-package", type=int, default=25, help="examples per package (4 packages)")
+    ap.add_argument("--timeout", type=float, default=60.0)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="--default only")
+    ap.add_argument("--default", action="store_true", help="time full validation of the default library")
+    args = ap.parse_args()
+    if args.default:
+        default_mode(args)
+        return
+    settings = sandbox.SandboxSettings(timeout=args.timeout)
+    print(f"sandbox    {sandbox.isolation_available()}; warm: {sandbox.warm_available() or 'available'}")
+    with tempfile.TemporaryDirectory(prefix="cd-validate-") as home:
+        lib = Library(Path(home) / "library.db")
+        for name in PACKAGES:
+            sources.add(lib, f"pkg:{name}")
+        start = time.perf_counter()
+        refresh(lib, validate=False)
+        print(f"extract    {lib.count()} snippets in {time.perf_counter() - start:.0f} s")
+        chosen = sample(lib, args.per_package)
+        lib.close()
+    total = sum(len(v) for v in chosen.values())
+    print(f"sample     {total} examples: " + ", ".join(f"{p} {len(v)}" for p, v in chosen.items()))
+    rows, outcomes = [], {}
+    for pkg, snippets in chosen.items():
+        ref = import_seconds(PACKAGES[pkg])
+        tasks = [sandbox.Task(s.code, (), dict(s.requirements), s.id) for s in snippets]
+        start = time.perf_counter()
+        cold = {t.key: sandbox.validate(t.code, settings=settings, requirements=t.requirements) for t in tasks}
+        cold_s = time.perf_counter() - start
+        start = time.perf_counter()
+        warm = {t.key: v for t, v in sandbox.validate_many(tasks, settings=settings)}
+        warm_s = time.perf_counter() - start
+        modes = sorted({v.mode for v in warm.values()})
+        rows.append((pkg, len(tasks), ref, cold_s, warm_s, modes))
+        for key in cold:
+            outcomes[key] = (pkg, cold[key].status, warm[key].status, warm[key].mode)
+    print(f"{'package':<13}{'n':>4}{'import s':>10}{'cold s':>9}{'warm s':>9}{'cold/min':>10}{'warm/min':>10}"
+          f"{'cold ratio':>12}{'warm ratio':>12}  warm modes")
+    for pkg, n, ref, cold_s, warm_s, modes in rows:
+        print(f"{pkg:<13}{n:>4}{ref:>10.2f}{cold_s:>9.1f}{warm_s:>9.1f}{60 * n / cold_s:>10.1f}"
+              f"{60 * n / warm_s:>10.1f}{cold_s / n / ref:>12.2f}{warm_s / n / ref:>12.2f}  {','.join(modes)}")
+    n = sum(r[1] for r in rows)
+    cold_t, warm_t = sum(r[3] for r in rows), sum(r[4] for r in rows)
+    ref_mean = sum(r[2] * r[1] for r in rows) / n
+    print(f"{'all':<13}{n:>4}{ref_mean:>10.2f}{cold_t:>9.1f}{warm_t:>9.1f}{60 * n / cold_t:>10.1f}"
+          f"{60 * n / warm_t:>10.1f}{cold_t / n / ref_mean:>12.2f}{warm_t / n / ref_mean:>12.2f}  "
+          f"(target warm <= 0.25)")
+    tally: dict[str, int] = {}
+    for _pkg, c, _w, _m in outcomes.values():
+        tally[c] = tally.get(c, 0) + 1
+    print("outcomes   " + ", ".join(f"{k} {v}" for k, v in sorted(tally.items())))
+    differ = [(k, *v) for k, v in sorted(outcomes.items()) if v[1] != v[2]]
+    print(f"identical  {n - len(differ)}/{n} outcomes cold vs warm")
+    for key, pkg, c, w, m in differ:
+        print(f"  differs  {pkg} {key}: cold {c}, warm {w} ({m})")
+
+
+if __name__ == "__main__":
+    main()
