@@ -144,7 +144,7 @@ kids = []
 for _ in range(4):
     pid = os.fork()
     if pid == 0:
-        block = bytearray(150 * 1024 * 1024)
+        block = bytearray(200 * 1024 * 1024)
         for i in range(0, len(block), 4096):
             block[i] = 1
         time.sleep(60)
@@ -156,7 +156,7 @@ for pid in kids:
 
 
 def test_memory_spread_over_processes_is_bounded_cold() -> None:
-    # Four children of 150 MB each, every one under the 400 MB per-process limit.
-    v = validate(TREE_HOG, settings=SandboxSettings(timeout=60, memory_mb=400))
+    # Four children of 200 MB each, every one under the 300 MB per-process limit; 600 MB for the tree.
+    v = validate(TREE_HOG, settings=SandboxSettings(timeout=60, memory_mb=300))
     assert (v.status, v.reason) == ("failed", "memory"), (v.status, v.reason, v.stderr_tail)
     assert v.duration < 50

@@ -36,6 +36,7 @@ class SandboxSettings:
     interpreter: str = sys.executable
     timeout: float = 60.0
     memory_mb: int = 2048
+    tree_memory_mb: int | None = None  # over all processes of a run together; None: 2 * memory_mb
     cpu_seconds: int | None = None
     file_mb: int = 64
     max_processes: int = 64
@@ -49,6 +50,11 @@ class SandboxSettings:
                              f"got {self.isolation!r}")
         if self.timeout <= 0:
             raise ValueError("timeout must be positive")
+
+    @property
+    def tree_bound(self) -> int:
+        """Bytes all processes of one run may hold together (proportional set size)."""
+        return (self.tree_memory_mb or 2 * self.memory_mb) * 1024 * 1024
 
 
 def isolates_network(isolation: str | None) -> bool:

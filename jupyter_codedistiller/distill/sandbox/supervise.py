@@ -233,7 +233,7 @@ def _supervise(cmd: list[str], env: dict[str, str], workdir: str, report_r: int,
             if ended is None and now >= next_memory_check:
                 next_memory_check = now + 0.25
                 tree = _tree(proc.pid, uid)
-                if rss_of(tree) > settings.memory_mb * MIB:  # the bound over the whole tree
+                if rss_of(tree) > settings.tree_bound:  # the bound over the whole tree
                     memory = True
                     _kill_group(proc.pid)
                     for pid in tree:

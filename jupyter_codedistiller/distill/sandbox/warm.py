@@ -168,7 +168,7 @@ class WarmPool:
         cap["dir"] = os.path.join(workdir, capture.DIRNAME)
         req = {"n": self._n, "code": code, "workdir": workdir, "script": os.path.join(workdir, SCRIPT_NAME),
                "uid": _next_uid(), "timeout": self.settings.timeout, "python_path": list(self.python_path),
-               "tree_memory": self.settings.memory_mb * MIB, "capture": cap,
+               "tree_memory": self.settings.tree_bound, "capture": cap,
                "limits": {"memory": self.settings.memory_mb * MIB, "cpu": cpu,
                           "fsize": self.settings.file_mb * MIB, "nproc": self.settings.max_processes}}
         try:
