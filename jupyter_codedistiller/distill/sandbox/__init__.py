@@ -215,8 +215,8 @@ def validate_many(tasks: Iterable[Task], *, settings: SandboxSettings | None = N
     Raises ``warm.PoolDied`` when the warm interpreter dies twice running the same
     snippet: what was yielded is done, the rest is left to the caller (pending).
     """
-    from .distributions import installed, used_modules
-    from .warm import PoolDied, WarmPool, warm_modules
+    from .distributions import installed
+    from .warm import PoolDied, WarmPool, dotted_imports, warm_modules
 
     settings = settings or SandboxSettings()
     tasks = list(tasks)
@@ -256,8 +256,8 @@ def validate_many(tasks: Iterable[Task], *, settings: SandboxSettings | None = N
                 if refused is not None:
                     yield t, refused
                     continue
-                needs = used_modules(t.code, ())
-                broken = sorted(m for m in (pool.failed if pool else {}) if m.partition(".")[0] in needs)
+                needs = dotted_imports(t.code)
+                broken = sorted(m for m in (pool.failed if pool else {}) if m in needs)
                 if pool is None or broken:
                     v = validate(t.code, python_path=t.python_path, settings=settings, requirements=t.requirements)
                     v.mode_reason = why_cold or (f"warm-up could not import {broken[0]}: "

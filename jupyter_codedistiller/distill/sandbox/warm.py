@@ -228,14 +228,36 @@ class WarmPool:
         self.close()
 
 
-def warm_modules(codes: Sequence[str], python_path: Sequence[str], installed_tops: set[str]) -> tuple[str, ...]:
-    """The installed top-level modules a batch imports, never one the checkout provides."""
-    from .distributions import _is_local, used_modules
+def warm_modules(codes: Sequence[str], python_path: Sequence[str], installed_tops: set[str],
+                 limit: int = 80) -> tuple[str, ...]:
+    """The installed modules a batch imports (dotted, e.g. ``scipy.stats``), never one the checkout
+    provides; the most used first, at most ``limit``."""
+    import ast
+    from collections import Counter
+
+    from .distributions import _imports, _is_local
 
     roots = [p for p in python_path if os.path.isdir(p)]
-    wanted: set[str] = set()
+    counts: Counter[str] = Counter()
     for code in codes:
-        wanted |= {m for m in used_modules(code, ()) if m in installed_tops and not _is_local(m, roots)}
-    if "matplotlib" in wanted:
-        wanted.add("matplotlib.pyplot")  # its font list, built once here, costs the children nothing
-    return tuple(sorted(wanted))
+        try:
+            names = _imports(ast.parse(code), "")
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+        counts.update({n for n in names if n.partition(".")[0] in installed_tops
+                       and not _is_local(n.partition(".")[0], roots)})
+    if any(n.partition(".")[0] == "matplotlib" for n in counts):
+        counts["matplotlib.pyplot"] += len(codes)  # its font list, built once here, shared by the children
+    return tuple(sorted(n for n, _ in counts.most_common(limit)))
+
+
+def dotted_imports(code: str) -> set[str]:
+    """Every module name (dotted) ``code`` imports, and the names it imports from them."""
+    import ast
+
+    from .distributions import _imports
+
+    try:
+        return _imports(ast.parse(code), "")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return set()
