@@ -359,3 +359,26 @@ def test_a_full_refresh_retires_llm_snippets_whose_file_is_gone(tmp_path) -> Non
         _refresh(lib, validate=False, full=True)
         assert lib.get(kept.id).lifecycle == "active"
         assert lib.get(lost.id).lifecycle == "retired"
+
+
+def test_a_warm_pool_that_keeps_dying_leaves_the_batch_pending(library: Library, validating: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from jupyter_codedistiller.distill.sandbox import SandboxSettings, warm_available
+    from jupyter_codedistiller.distill.sandbox.warm import PoolDied, WarmPool
+
+    if warm_available() is not None:
+        pytest.skip(f"no warm pool here: {warm_available()}")
+
+    def dies(self: WarmPool, code: str) -> None:
+        self.close()
+        raise PoolDied("the warm interpreter ended or stopped answering")
+
+    monkeypatch.setattr(WarmPool, "run", dies)
+    report = refresh(library, settings=SandboxSettings(timeout=30), workers=1)
+    assert report.totals()["pending"] == 2 and report.totals()["passed"] == 0
+    assert any("could not validate 2 snippets: PoolDied" in p for p in report.problems)
+    assert {s.validation.status for s in library.all()} == {"pending"}  # nothing stored was lost
+    monkeypatch.undo()
+    report = refresh(library, settings=SandboxSettings(timeout=30))
+    assert (report.totals()["passed"], report.totals()["failed"]) == (1, 1)
+    assert {s.validation.mode for s in library.all()} == {"warm"}
