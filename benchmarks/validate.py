@@ -109,22 +109,29 @@ def main() -> None:
         warm = {t.key: v for t, v in sandbox.validate_many(tasks, settings=settings)}
         warm_s = time.perf_counter() - start
         modes = sorted({v.mode for v in warm.values()})
-        rows.append((pkg, len(tasks), ref, cold_s, warm_s, modes))
+        own = sum(v.duration or 0.0 for v in warm.values())  # the examples' own run time, in the children
+        rows.append((pkg, len(tasks), ref, cold_s, warm_s, modes, own))
+        for v in warm.values():
+            if v.mode_reason:
+                print(f"  cold     {pkg}: {v.mode_reason}")
         for key in cold:
             outcomes[key] = (pkg, cold[key].status, warm[key].status, warm[key].mode)
     print("reference  one cold python -c 'import <module>' (median of 3): "
           + ", ".join(f"{p} -> {PACKAGES[p]}" for p in chosen))
     print(f"{'package':<13}{'n':>4}{'import s':>10}{'cold s':>9}{'warm s':>9}{'cold/min':>10}{'warm/min':>10}"
-          f"{'cold ratio':>12}{'warm ratio':>12}  warm modes")
-    for pkg, n, ref, cold_s, warm_s, modes in rows:
+          f"{'cold ratio':>12}{'warm ratio':>12}{'own s':>8}{'overhead':>10}  warm modes")
+    for pkg, n, ref, cold_s, warm_s, modes, own in rows:
         print(f"{pkg:<13}{n:>4}{ref:>10.2f}{cold_s:>9.1f}{warm_s:>9.1f}{60 * n / cold_s:>10.1f}"
-              f"{60 * n / warm_s:>10.1f}{cold_s / n / ref:>12.2f}{warm_s / n / ref:>12.2f}  {','.join(modes)}")
+              f"{60 * n / warm_s:>10.1f}{cold_s / n / ref:>12.2f}{warm_s / n / ref:>12.2f}{own:>8.1f}"
+              f"{(warm_s - own) / n / ref:>10.2f}  {','.join(modes)}")
     n = sum(r[1] for r in rows)
     cold_t, warm_t = sum(r[3] for r in rows), sum(r[4] for r in rows)
     ref_mean = sum(r[2] * r[1] for r in rows) / n
     print(f"{'all':<13}{n:>4}{ref_mean:>10.2f}{cold_t:>9.1f}{warm_t:>9.1f}{60 * n / cold_t:>10.1f}"
           f"{60 * n / warm_t:>10.1f}{cold_t / n / ref_mean:>12.2f}{warm_t / n / ref_mean:>12.2f}  "
           f"(target warm <= 0.25)")
+    print("           own s: the examples' own run time in the warm children; overhead: warm time beyond it,")
+    print("           per snippet, as a ratio to the import (what the sandbox costs, not the example)")
     tally: dict[str, int] = {}
     for _pkg, c, _w, _m in outcomes.values():
         tally[c] = tally.get(c, 0) + 1
