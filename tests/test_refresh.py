@@ -382,3 +382,24 @@ def test_a_warm_pool_that_keeps_dying_leaves_the_batch_pending(library: Library,
     report = refresh(library, settings=SandboxSettings(timeout=30))
     assert (report.totals()["passed"], report.totals()["failed"]) == (1, 1)
     assert {s.validation.mode for s in library.all()} == {"warm"}
+
+
+def test_most_wanted_snippets_are_validated_first() -> None:
+    import dataclasses
+
+    from jupyter_codedistiller.distill.refresh import _wanted
+
+    from .conftest import make_snippet
+
+    def snippet(name: str, api: str, code: str = "x = 1\n") -> object:
+        return dataclasses.replace(make_snippet(name, code=code), api=api)
+
+    found = [snippet("deep", "lifelines.fitters.coxph_fitter.CoxPHFitter.fit"),
+             snippet("private", "lifelines._utils.helper"), snippet("none", ""),
+             snippet("main-long", "lifelines.KaplanMeierFitter", "x = 1\n" * 20),
+             snippet("main", "lifelines.KaplanMeierFitter"), snippet("top", "lifelines")]
+    order = [s.api or "-" for s in sorted(found, key=_wanted)]
+    assert order[:4] == ["lifelines", "lifelines.KaplanMeierFitter", "lifelines.KaplanMeierFitter",
+                         "lifelines.fitters.coxph_fitter.CoxPHFitter.fit"]
+    assert set(order[4:]) == {"-", "lifelines._utils.helper"}  # no public object: after, short first
+    assert sorted(found, key=_wanted)[1].code == "x = 1\n"  # the short one of the same object first
