@@ -318,7 +318,8 @@ def main():
         try:
             __import__(name)
         except ModuleNotFoundError as exc:
-            if "." in name and exc.name == name:
+            missing = exc.name or ""
+            if "." in name and (name == missing or name.startswith(missing + ".")):
                 continue  # a name imported from a module, or a submodule that is not there: as cold
             failed[name] = ("%s: %s" % (type(exc).__name__, exc))[:300]
         except BaseException as exc:
