@@ -21,6 +21,8 @@ from jupyter_codedistiller.distill import sandbox
 from jupyter_codedistiller.distill.sandbox import SandboxSettings, Task, validate_many, warm_available
 from jupyter_codedistiller.distill.sandbox.warm import PoolDied, WarmPool
 
+from .hostile.test_sandbox_forgery import TREE_HOG
+
 pytestmark = pytest.mark.skipif(sys.platform != "linux" or warm_available() is not None,
                                 reason=f"no warm pool here: {warm_available() if sys.platform == 'linux' else ''}")
 
@@ -127,22 +129,7 @@ def test_crashes_are_failed_and_the_pool_serves_the_next() -> None:
 
 
 def test_memory_over_the_whole_tree_is_bounded_and_recorded() -> None:
-    code = r'''
-import os, time
-kids = []
-for _ in range(4):
-    pid = os.fork()
-    if pid == 0:
-        block = bytearray(200 * 1024 * 1024)
-        for i in range(0, len(block), 4096):
-            block[i] = 1
-        time.sleep(60)
-        os._exit(0)
-    kids.append(pid)
-for pid in kids:
-    os.waitpid(pid, 0)
-'''
-    v = next(validate_many([Task(code)], settings=SandboxSettings(timeout=60, memory_mb=300)))[1]
+    v = next(validate_many([Task(TREE_HOG)], settings=SandboxSettings(timeout=60, memory_mb=300)))[1]
     assert (v.mode, v.status, v.reason) == ("warm", "failed", "memory")
     assert v.duration < 50
 

@@ -195,15 +195,18 @@ def capabilities():
     return 0
 
 
+def last_capability():
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except OSError:
+        return 63
+
+
 def drop_capabilities():
     if capabilities() == 0:
         return
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as f:
-            last = int(f.read())
-    except OSError:
-        last = 63
-    for cap in range(last + 1):
+    for cap in range(last_capability() + 1):
         libc().prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP
     libc().prctl(47, 4, 0, 0, 0)  # PR_CAP_AMBIENT_CLEAR_ALL
     header = ctypes.create_string_buffer(struct.pack("Ii", 0x20080522, 0))
@@ -218,12 +221,7 @@ def keep_only_uid_switching():
     give each child its own throwaway uid) and CAP_CHOWN/CAP_DAC_OVERRIDE/CAP_FOWNER (to prepare
     and remove the children's files), nothing else; a child loses them all at its uid switch."""
     keep = (0, 1, 3, 6, 7)
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as f:
-            last = int(f.read())
-    except OSError:
-        last = 63
-    for cap in range(last + 1):
+    for cap in range(last_capability() + 1):
         if cap not in keep:
             libc().prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP
     libc().prctl(47, 4, 0, 0, 0)  # PR_CAP_AMBIENT_CLEAR_ALL
