@@ -451,6 +451,21 @@ def _write_member(dest: Path, parts: list[str], src: Any, size: int) -> None:
             left -= len(chunk)
 
 
+def _admit(name: str, size: int, tally: list[int], skipped: list[str]) -> bool:
+    """Whether a regular member of ``size`` bytes is unpacked: refuses the archive (HostileArchive) for
+    a member over MAX_SKIPPABLE_BYTES or a total over MAX_UNPACKED_BYTES; skips, saying so, one over
+    MAX_MEMBER_BYTES."""
+    if size > MAX_SKIPPABLE_BYTES:
+        raise HostileArchive(f"sdist refused: member {name[:80]!r} is {size // (1024 * 1024)} MB")
+    if size > MAX_MEMBER_BYTES:
+        skipped.append(f"{name}: {size // (1024 * 1024)} MB, over the member limit")
+        return False
+    tally[0] += size
+    if tally[0] > MAX_UNPACKED_BYTES:
+        raise HostileArchive(f"sdist refused: unpacks to over {MAX_UNPACKED_BYTES // (1024 * 1024)} MB")
+    return True
+
+
 def unpack(archive: Path, dest: Path) -> list[str]:
     """Unpack the sdist ``archive`` into ``dest`` (created here) as read-only regular files.
 
@@ -462,7 +477,7 @@ def unpack(archive: Path, dest: Path) -> list[str]:
     """
     dest.mkdir(parents=True)
     skipped: list[str] = []
-    total = 0
+    tally = [0]  # bytes admitted so far
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
@@ -477,16 +492,8 @@ def unpack(archive: Path, dest: Path) -> list[str]:
                     if mode and not stat.S_ISREG(mode):
                         skipped.append(f"{info.filename}: not a regular file")
                         continue
-                    if info.file_size > MAX_SKIPPABLE_BYTES:
-                        raise HostileArchive(f"sdist refused: member {info.filename[:80]!r} is "
-                                             f"{info.file_size // (1024 * 1024)} MB")
-                    if info.file_size > MAX_MEMBER_BYTES:
-                        skipped.append(f"{info.filename}: {info.file_size // (1024 * 1024)} MB")
+                    if not _admit(info.filename, info.file_size, tally, skipped):
                         continue
-                    total += info.file_size
-                    if total > MAX_UNPACKED_BYTES:
-                        raise HostileArchive("sdist refused: unpacks to over "
-                                             f"{MAX_UNPACKED_BYTES // (1024 * 1024)} MB")
                     with zf.open(info) as fh:
                         _write_member(dest, parts, fh, info.file_size)
         else:
@@ -507,17 +514,8 @@ def unpack(archive: Path, dest: Path) -> list[str]:
                         kind = "link" if member.issym() or member.islnk() else "special file"
                         skipped.append(f"{member.name}: {kind}, not unpacked")
                         continue
-                    if member.size > MAX_SKIPPABLE_BYTES:
-                        raise HostileArchive(f"sdist refused: member {member.name[:80]!r} is "
-                                             f"{member.size // (1024 * 1024)} MB")
-                    if member.size > MAX_MEMBER_BYTES:
-                        skipped.append(f"{member.name}: {member.size // (1024 * 1024)} MB, "
-                                       "over the member limit")
+                    if not _admit(member.name, member.size, tally, skipped):
                         continue
-                    total += member.size
-                    if total > MAX_UNPACKED_BYTES:
-                        raise HostileArchive("sdist refused: unpacks to over "
-                                             f"{MAX_UNPACKED_BYTES // (1024 * 1024)} MB")
                     fh = tf.extractfile(member)
                     if fh is not None:
                         with fh:
