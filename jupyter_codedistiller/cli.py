@@ -151,9 +151,8 @@ def cmd_search(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
         json.dump([r.to_dict() for r in results], out, ensure_ascii=False)
         out.write("\n")
         return
-    from .distill.defaults import building
 
-    progress = building(lib)
+    progress = lib.building()
     if progress:
         out.write(building_note(progress) + "\n")
     if not results:

@@ -146,10 +146,8 @@ class Daemon:
 
     def _pause(self) -> float:
         """Seconds until the next pass: the interval, or a short catch-up while snippets wait."""
-        from .distill.defaults import building
-
         try:
-            waiting = building(self.library)
+            waiting = self.library.building()
         except LibraryError:
             waiting = None
         return min(self.interval, CATCH_UP) if waiting and waiting["pending"] else self.interval

@@ -1234,6 +1234,25 @@ class Library:
             (status,),
         )[0][0])
 
+    def building(self) -> dict[str, int] | None:
+        """How far the library is from built, or None when nothing is waiting.
+
+        A library is still being built while snippets wait for validation or a
+        source has never been distilled (and has not failed). Asked on every
+        search, so a built library costs one indexed lookup.
+        """
+        never = sum(1 for s in self.sources()
+                    if not (s.last_commit or s.last_version) and s.state != "error")
+        if not never and not self.any_with_validation("pending"):
+            return None
+        counts = self.validation_counts()
+        return {
+            "snippets": sum(counts.values()),
+            "validated": counts.get("passed", 0),
+            "pending": counts.get("pending", 0),
+            "sources_waiting": never,
+        }
+
     def status(self) -> dict[str, Any]:
         """Counts by state, sources and where the library lives."""
 

@@ -239,9 +239,8 @@ class DistillMagics(Magics):
             self._print_json([r.to_dict() for r in results])
             return
         from .cli import building_note
-        from .distill.defaults import building
 
-        progress = building(lib)
+        progress = lib.building()
         if progress:
             from .htmlview import message_html
 

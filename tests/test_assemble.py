@@ -15,12 +15,16 @@ from jupyter_codedistiller.distill.assemble import (
     is_session,
     needed_blocks,
     session_lines,
-    strip_prompts,
 )
 
 
 def facts(code: str):
     return analyse(ast.parse(textwrap.dedent(code)))
+
+
+def session_code(text: str) -> str:
+    """The code ``session_lines`` reads from a session, as one text."""
+    return "\n".join(line for _, line in session_lines(text.splitlines())).strip("\n") + "\n"
 
 
 def blocks(*codes: str) -> list[Block]:
@@ -247,8 +251,8 @@ statistics.StatisticsError: mean requires at least one data point
 """
 
 
-def test_strip_prompts_drops_prompts_outputs_and_demonstrated_errors() -> None:
-    code = strip_prompts(SESSION)
+def test_session_lines_drop_prompts_outputs_and_demonstrated_errors() -> None:
+    code = session_code(SESSION)
     assert code == (
         "import statistics\n"
         "data = [2, 4, 4, 5]\n"
@@ -271,7 +275,7 @@ def test_session_lines_keep_their_offsets() -> None:
 def test_ipython_prompts() -> None:
     text = "In [1]: import math\n\nIn [2]: for i in range(2):\n   ...:     print(math.sqrt(i))\n   ...:\n0.0\n1.0\n"
     assert is_session(text)
-    assert strip_prompts(text) == "import math\nfor i in range(2):\n    print(math.sqrt(i))\n"
+    assert session_code(text) == "import math\nfor i in range(2):\n    print(math.sqrt(i))\n"
 
 
 def test_is_session() -> None:
@@ -311,4 +315,4 @@ def test_doctest_skip_statements_are_dropped_and_ellipsis_output_is_output() -> 
         "...     print(k)\n"
         "slope\n"
     )
-    assert strip_prompts(session) == "fit = dict(slope=2.0)\nprint(fit)\nfor k in fit:\n    print(k)\n"
+    assert session_code(session) == "fit = dict(slope=2.0)\nprint(fit)\nfor k in fit:\n    print(k)\n"

@@ -14,7 +14,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from jupyter_codedistiller.distill.defaults import CURATED, building, ensure_default_sources, installed_curated
+from jupyter_codedistiller.distill.defaults import CURATED, ensure_default_sources, installed_curated
 from jupyter_codedistiller.library import Library
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -31,11 +31,11 @@ def default_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.fail(f"the demo extra is not installed (missing {', '.join(missing)}): pip install -e '.[demo]'")
     home = tmp_path_factory.mktemp("default-home")
     with Library.open(home) as lib:
-        assert building(lib) is None
+        assert lib.building() is None
         added = ensure_default_sources(lib, per_pass=3)
         assert [s.id for s in added] == [name for name, _ in installed_curated()]
         assert ensure_default_sources(lib) == [], "only an empty library gets the defaults"
-        waiting = building(lib)
+        waiting = lib.building()
         assert waiting and waiting["sources_waiting"] == len(added)
     env = {**os.environ, "CODEDISTILLER_HOME": str(home)}
     done = subprocess.run([sys.executable, "-m", "jupyter_codedistiller.cli", "daemon", "--once", "--timeout", "60"],
@@ -56,7 +56,7 @@ def test_fresh_home_yields_validated_snippets_for_three_packages(default_home: P
         assert all(s["state"] == "ok" for s in st["sources"]), st["sources"]
         hit = lib.search("kaplan meier", package="lifelines")[0].snippet
         assert "KaplanMeierFitter" in hit.code and hit.source.license == "MIT"
-        assert building(lib)["pending"] > 0, "big packages are validated over several passes"
+        assert lib.building()["pending"] > 0, "big packages are validated over several passes"
     out = subprocess.run([sys.executable, "-m", "jupyter_codedistiller.cli", "search", "kaplan", "meier"],
                          capture_output=True, text=True, env={**os.environ, "CODEDISTILLER_HOME": str(default_home)},
                          timeout=60)

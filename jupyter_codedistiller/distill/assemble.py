@@ -9,8 +9,8 @@ in between that update that object in place (``kmf.fit(T, E)`` before
 ``kmf.plot()``). A block that would need more than ``MAX_CONTEXT_LINES``
 earlier lines is not assembled but marked ``needs too much context``.
 
-Blocks hold runnable Python: ``strip_prompts`` turns a ``>>>`` or IPython
-session into code, dropping prompts and printed output.
+Blocks hold runnable Python: ``session_lines`` reads the code of a ``>>>`` or
+IPython session, dropping prompts and printed output.
 """
 
 from __future__ import annotations
@@ -571,7 +571,3 @@ def session_lines(lines: list[str]) -> list[tuple[int, str]]:
         code.extend(statement)
     return code
 
-
-def strip_prompts(text: str) -> str:
-    """The code of a ``>>>`` or IPython session: prompts and printed output dropped."""
-    return "\n".join(line for _, line in session_lines(text.splitlines())).strip("\n") + "\n"

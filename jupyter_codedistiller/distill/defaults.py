@@ -57,23 +57,3 @@ def ensure_default_sources(library: Library, *, per_pass: int = VALIDATE_PER_PAS
         added.append(src)
     return added
 
-
-def building(library: Library) -> dict[str, int] | None:
-    """How far the library is from built, or None when nothing is waiting.
-
-    A library is still being built while snippets wait for validation or a
-    source has never been distilled (and has not failed). Asked on every
-    search, so a built library costs one indexed lookup.
-    """
-    never = sum(1 for s in library.sources()
-                if not (s.last_commit or s.last_version) and s.state != "error")
-    if not never and not library.any_with_validation("pending"):
-        return None
-    counts = library.validation_counts()
-    pending = counts.get("pending", 0)
-    return {
-        "snippets": sum(counts.values()),
-        "validated": counts.get("passed", 0),
-        "pending": pending,
-        "sources_waiting": never,
-    }

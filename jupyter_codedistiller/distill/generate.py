@@ -103,9 +103,6 @@ CODE_SCHEMA = {
 REPAIR_SCHEMA = {"diagnosis": Field("str", required=False, max_length=300), **CODE_SCHEMA}
 JUDGE_SCHEMA = {"demonstrates": Field("bool"), "reason": Field("str", required=False, max_length=300)}
 
-# Outcomes of one item; only "passed" is stored.
-ITEM_STATUSES = ("passed", "failed", "timeout", "skipped", "rejected", "refused", "malformed",
-                 "error", "budget", "secret")
 TRANSIENT = ("error", "budget")  # not remembered: the next pass tries again
 
 
@@ -125,6 +122,8 @@ class ItemResult:
 
     kind: str  # generated | adapted
     target: str  # "core", or the id of the failing snippet repaired
+    # pending, then passed (the only one stored), failed, timeout, skipped, rejected, refused,
+    # malformed, error, budget or secret
     status: str = "pending"
     reason: str | None = None
     snippet_id: str | None = None

@@ -111,7 +111,6 @@ class RefreshReport:
     """What one refresh did, source by source."""
 
     sources: list[SourceReport] = field(default_factory=list)
-    validated: bool = True
     seconds: float = 0.0
 
     def totals(self) -> dict[str, int]:
@@ -982,7 +981,7 @@ def refresh(
 
         executor = ClusterExecutor(cluster)
     publish = _Publisher(library, progress)
-    report = RefreshReport(validated=validate)
+    report = RefreshReport()
     try:
         if executor is not None and len(chosen) > 1:
             report.sources += _overlapped(library, chosen, executor, publish, workers=workers,

@@ -34,7 +34,7 @@ from ..provenance import cell_metadata, cell_source, insert_blockers, insert_war
 from ..settings import SettingsError, load_settings
 from ..titles import headline
 from . import API_PREFIX
-from .service import LibraryService, ServiceError, cli_available
+from .service import LibraryService, ServiceError
 
 MAX_TEXT = 2000
 MAX_QUERY = 500
@@ -345,10 +345,8 @@ class SearchHandler(BaseHandler):
         filters = {k: v for k, v in args.items() if v}
 
         def search(lib: Library) -> tuple[list[SearchResult], dict[str, int] | None]:
-            from ..distill.defaults import building
-
             found = lib.search(query, limit=limit + 1, offset=offset, include_retired=include_retired, **filters)
-            return found, building(lib)
+            return found, lib.building()
 
         results, progress = await self.library(search)
         self.reply({
@@ -479,10 +477,6 @@ class StatusHandler(BaseHandler):
         status = await self.library(status_with_policy)
         job = self.service.refresh_job
         status["refresh"] = job.to_dict() if job else None
-        status["capabilities"] = {
-            "add_source": cli_available("add"),
-            "refresh": cli_available("refresh"),
-        }
         self.reply(status)
 
 

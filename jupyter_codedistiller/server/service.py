@@ -50,13 +50,6 @@ def cli_command(home: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "jupyter_codedistiller.cli", "--home", str(home), *args]
 
 
-def cli_available(command: str) -> bool:
-    """Whether the command line implements ``command`` (the distiller may not be installed yet)."""
-    from .. import cli
-
-    return command in cli.COMMANDS
-
-
 def cli_error_line(stderr: str) -> str:
     """The one-line message of a failed ``codedistiller`` run, without the program prefix."""
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
@@ -188,8 +181,6 @@ class LibraryService:
 
     async def add_source(self, source: str, name: str | None) -> dict[str, Any]:
         """Register a source by running ``codedistiller add`` in a child process."""
-        if not cli_available("add"):
-            raise ServiceError(501, "adding sources is not available: the distiller is not installed")
         argument = self.source_argument(source)
         before = {s.id for s in await self.call(lambda lib: lib.sources(include_removed=True))}
         args = ["add"] + (["--name", name] if name else []) + ["--", argument]
@@ -229,8 +220,6 @@ class LibraryService:
 
     async def start_refresh(self, sources: list[str], validate: bool = True) -> RefreshJob:
         """Start ``codedistiller refresh`` in a child process; one at a time per server."""
-        if not cli_available("refresh"):
-            raise ServiceError(501, "refresh is not available: the distiller is not installed")
         if self._job is not None and self._job.state == "running":
             raise ServiceError(409, f"a refresh is already running (pid {self._job.pid})")
         logs = self.home / "logs"

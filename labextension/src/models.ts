@@ -185,7 +185,6 @@ export interface IStatus {
   sources: Array<{ id: string; state: string; last_refresh: string | null }>;
   progress: Record<string, Record<string, unknown>>;
   refresh: IRefreshJob | null;
-  capabilities: { add_source: boolean; refresh: boolean };
 }
 
 /** What the person narrowed the search to. */

@@ -446,7 +446,7 @@ export class CodeDistillerPanel extends Widget {
           s => `${s.id}: ${s.state}${s.last_refresh ? `, updated ${s.last_refresh}` : ''}`
         )
       ].join('\n');
-      this.refreshButton.hidden = !status.capabilities.refresh;
+      this.refreshButton.hidden = false;
       this.refreshButton.disabled = status.refresh?.state === 'running';
     } catch (err) {
       this.statusNode.textContent = `The library cannot be reached: ${errorText(err)}`;

@@ -52,7 +52,6 @@ export function status(): IStatus {
     review: { unreviewed: 3 },
     sources: [],
     progress: {},
-    refresh: null,
-    capabilities: { add_source: false, refresh: false }
+    refresh: null
   };
 }

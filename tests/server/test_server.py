@@ -179,12 +179,11 @@ async def test_search_answers_ranked_results_with_badges(jp_fetch, fixture_libra
 
 
 async def test_search_says_when_the_library_is_still_being_built(jp_fetch, fixture_library, home):
-    from jupyter_codedistiller.distill.defaults import building
     from jupyter_codedistiller.model import RegisteredSource
 
     with Library.open(home) as lib:
         lib.add_source(RegisteredSource(id="lab-repo", kind="git", url="https://example.org/lab/repo.git"))
-        expected = building(lib)
+        expected = lib.building()
     data = answer(await jp_fetch(*API, "search", params={"q": "kaplan meier"}))
     check_spec(data, "/search", "get", 200)
     assert expected and data["building"] == expected and expected["sources_waiting"] >= 1
