@@ -90,7 +90,11 @@ class Source:
         if not base or not base.startswith(("http://", "https://")):
             return None
         base = base.removesuffix(".git").rstrip("/")
-        ref = self.commit or self.ref or self.version
+        # A file link needs a ref the repository really has at the path we read: a commit (git
+        # sources, the repository layer of a package) or a ref we checked out. A package's
+        # version names no tag we saw, and an installed or sdist file's path need not be the
+        # repository's: those link to the repository itself.
+        ref = self.commit or (self.ref if self.kind == "git" else None)
         if not ref or not self.path:
             return base
         return f"{base}/blob/{ref}/{self.path}{self.anchor()}"

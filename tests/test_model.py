@@ -88,6 +88,18 @@ def test_source_link_points_at_commit_and_lines() -> None:
     assert Source(kind="git", url="file:///tmp/repo").link() is None
 
 
+def test_package_link_names_a_file_only_at_a_commit_seen() -> None:
+    repo = "https://github.com/lab/tinydist"
+    at_tag = Source(kind="package", url="pkg:tinydist", package="tinydist", version="1.0",
+                    repository=repo, layer="repository", tag="v1.0", commit="c0ffee",
+                    path="src/tinydist/core.py", line_start=4)
+    assert at_tag.link() == f"{repo}/blob/c0ffee/src/tinydist/core.py#L4"
+    for layer in ("sdist", "installed"):
+        unpinned = Source(kind="package", url="pkg:tinydist", package="tinydist", version="1.0",
+                          repository=repo, layer=layer, path="tinydist/core.py", line_start=4)
+        assert unpinned.link() == repo, layer
+
+
 def test_where_a_snippet_sits_in_files_and_notebooks() -> None:
     script = Source(kind="git", url="https://example.org/lab/repo", commit="c", path="ex/km.py",
                     line_start=10, line_end=42)
