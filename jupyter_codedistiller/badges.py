@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 from .model import Snippet
 
@@ -14,13 +15,17 @@ ORIGIN_LABELS = {
 }
 
 
+BadgeKind = Literal["validation", "review", "origin", "flags", "lifecycle"]
+BadgeLevel = Literal["good", "info", "warn", "bad"]
+
+
 @dataclass(frozen=True)
 class Badge:
     """One badge: what it is about, the words shown, and how worrying it is."""
 
-    kind: str  # validation | review | origin | flags | lifecycle
+    kind: BadgeKind
     label: str
-    level: str  # good | info | warn | bad
+    level: BadgeLevel
 
     def to_dict(self) -> dict[str, str]:
         return asdict(self)

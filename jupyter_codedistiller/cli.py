@@ -19,7 +19,7 @@ from .badges import badge_text
 from .escapes import visible, visible_lines
 from .grammar import GrammarError, HelpShown, parse
 from .library import Library, LibraryError, SearchResult
-from .model import Snippet, Source
+from .model import ProgressEntry, Snippet, Source
 from .titles import headline
 
 PROG = "codedistiller"
@@ -251,7 +251,7 @@ def status_text(st: dict[str, Any]) -> str:
     for src in st["sources"]:
         pin = src.get("last_commit") or src.get("last_version") or "never distilled"
         lines.append(f"  {src['id']:<20} {src['state']:<7} {pin}  {src.get('last_refresh') or ''}")
-    lines += [f"{key:<10} {progress_line(value)}" for key, value in st["progress"].items()]
+    lines += [f"{key:<10} {progress_line(ProgressEntry.from_dict(value))}" for key, value in st["progress"].items()]
     if st.get("isolation"):
         from .distill.sandbox.settings import weakest_isolation
 
@@ -260,30 +260,25 @@ def status_text(st: dict[str, Any]) -> str:
     return "\n".join(visible(line) for line in lines) + "\n"
 
 
-RESTING = ("idle", "sleeping", "stopped", "done")
-
-
-def progress_line(entry: dict[str, Any]) -> str:
+def progress_line(entry: ProgressEntry) -> str:
     """What a long job published, as a phrase: ``validate lifelines 18/36 (path)``, ``idle``, ``not running``."""
-    step = str(entry.get("step") or entry.get("state") or "idle")
-    state = str(entry.get("state") or step)
-    when = f" at {entry['updated']}" if entry.get("updated") else ""
-    if state in RESTING or step in RESTING:
-        text = "stopped" if "stopped" in (state, step) else "idle"
-        if entry.get("last_cycle"):
-            text += f", last pass {entry['last_cycle']}"
-        if entry.get("detail") and text.startswith("idle"):
-            text += f": {entry['detail']}"
+    when = f" at {entry.updated}" if entry.updated else ""
+    if entry.resting:
+        text = "stopped" if "stopped" in (entry.state, entry.step) else "idle"
+        if entry.last_cycle:
+            text += f", last pass {entry.last_cycle}"
+        if entry.detail and text.startswith("idle"):
+            text += f": {entry.detail}"
         return text
-    parts = [step]
-    if entry.get("source"):
-        parts.append(str(entry["source"]))
-    if isinstance(entry.get("done"), int) and isinstance(entry.get("total"), int) and entry["total"]:
-        parts.append(f"{entry['done']}/{entry['total']}")
-    if entry.get("detail"):
-        parts.append(f"({entry['detail']})")
+    parts = [entry.step]
+    if entry.source:
+        parts.append(entry.source)
+    if entry.total:
+        parts.append(f"{entry.done}/{entry.total}")
+    if entry.detail:
+        parts.append(f"({entry.detail})")
     text = " ".join(parts)
-    if entry.get("alive") is False:
+    if entry.alive is False:
         return f"not running (last seen: {text}{when})"
     return text
 

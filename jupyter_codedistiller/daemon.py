@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .library import Library, LibraryError
-from .model import utcnow
+from .model import ProgressEntry, utcnow
 
 PROGRESS_KEY = "daemon"
 LOCK_NAME = "daemon.lock"
@@ -99,9 +99,10 @@ class Daemon:
         self.cycles = 0
 
     def _publish(self, **state: Any) -> None:
-        base = {"pid": os.getpid(), "interval": self.interval, "workers": self.workers, "cycles": self.cycles}
+        entry = ProgressEntry(pid=os.getpid(), interval=self.interval, workers=self.workers, cycles=self.cycles,
+                         **state)
         try:
-            self.library.set_progress(PROGRESS_KEY, {**base, **state})
+            self.library.set_progress(PROGRESS_KEY, entry)
         except LibraryError:
             pass
 

@@ -252,9 +252,10 @@ def status_html(st: dict[str, Any]) -> str:
         rows.append((key, esc(", ".join(f"{v} {k}" for k, v in sorted(st[key].items())) or "none")))
     rows.append(("sources", str(len(st["sources"]))))
     from .cli import progress_line
+    from .model import ProgressEntry
 
     for key, value in st.get("progress", {}).items():
-        rows.append((key, esc(progress_line(value))))
+        rows.append((key, esc(progress_line(ProgressEntry.from_dict(value)))))
     body = _rows(rows)
     if st["sources"]:
         body += sources_html([RegisteredSource.from_dict(s) for s in st["sources"]])

@@ -30,6 +30,7 @@ from .model import (
     REVIEW_STATUSES,
     VALIDATION_STATUSES,
     Flag,
+    ProgressEntry,
     RecordError,
     RegisteredSource,
     Review,
@@ -1201,21 +1202,26 @@ class Library:
             for r in rows
         ]
 
-    def set_progress(self, key: str, value: dict[str, Any]) -> None:
+    def set_progress(self, key: str, value: ProgressEntry) -> None:
         """Publish what a long job (the distiller, the daemon) is doing, for others to read."""
+        data = {k: v for k, v in value.to_dict().items() if k not in ("updated", "alive")}
         with self.transaction() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO progress(key, value, updated) VALUES (?,?,?)",
-                (key, json.dumps(value, sort_keys=True), utcnow()),
+                (key, json.dumps(data, sort_keys=True), utcnow()),
             )
 
-    def progress(self) -> dict[str, Any]:
-        """What long jobs published, each with ``alive``: whether its process still runs here."""
+    def progress(self) -> dict[str, ProgressEntry]:
+        """What long jobs published, each with ``alive``: whether its process still runs here.
+        An entry that does not fit the record (written by another version) says so in ``detail``."""
         out = {}
         for key, value, updated in self._read("SELECT key, value, updated FROM progress ORDER BY key"):
-            entry = {**json.loads(value), "updated": updated}
-            if isinstance(entry.get("pid"), int):
-                entry["alive"] = _process_alive(entry["pid"])
+            try:
+                entry = ProgressEntry.from_dict({**json.loads(value), "updated": updated})
+            except (ValueError, TypeError) as exc:  # RecordError is a ValueError, as is bad JSON
+                entry = ProgressEntry(step="unknown", detail=f"unreadable progress entry: {exc}", updated=updated)
+            if entry.pid is not None:
+                entry.alive = _process_alive(entry.pid)
             out[key] = entry
         return out
 
@@ -1276,7 +1282,7 @@ class Library:
                 "SELECT count(*) FROM snippets WHERE lifecycle = 'active' AND open_flags > 0"
             )[0][0],
             "sources": [s.to_dict() for s in self.sources()],
-            "progress": self.progress(),
+            "progress": {key: entry.to_dict() for key, entry in self.progress().items()},
             "size_bytes": size,
             # How snippets were contained when validated: isolation level -> count.
             "isolation": dict(self._read(

@@ -9,24 +9,41 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal, get_args
+
+from .schema import RecordError as RecordError
+from .schema import check, check_choices, rule
+
+# RecordError (raised for every record that does not fit) is declared in schema.py.
 
 SCHEMA_VERSION = 1
 
-SOURCE_KINDS = ("git", "package", "local")
-ORIGIN_KINDS = ("verbatim", "assembled", "adapted", "generated")
+# The enums of the records, declared once as types: the checks, the OpenAPI schema and the
+# TypeScript types are derived from them (see schema.py, schemafiles.py).
+SourceKind = Literal["git", "package", "local"]
+OriginKind = Literal["verbatim", "assembled", "adapted", "generated"]
+ValidationStatus = Literal["passed", "failed", "timeout", "skipped", "stale", "pending"]
+ReviewStatus = Literal["unreviewed", "approved", "rejected"]
+ReviewDecision = Literal["approved", "rejected"]
+FlagKind = Literal["incorrect", "unsafe", "outdated", "license", "other"]
+Lifecycle = Literal["active", "retired"]
+OutputKind = Literal["figure", "text", "note"]
+SourceLayer = Literal["repository", "sdist", "installed"]
+SourceState = Literal["new", "ok", "error", "removed"]
+
+SOURCE_KINDS = get_args(SourceKind)
+ORIGIN_KINDS = get_args(OriginKind)
 LLM_ORIGINS = ("adapted", "generated")
-VALIDATION_STATUSES = ("passed", "failed", "timeout", "skipped", "stale", "pending")
-REVIEW_STATUSES = ("unreviewed", "approved", "rejected")
-FLAG_KINDS = ("incorrect", "unsafe", "outdated", "license", "other")
-LIFECYCLES = ("active", "retired")
-OUTPUT_KINDS = ("figure", "text", "note")
-
-
-class RecordError(ValueError):
-    """A record's JSON does not describe a valid Snippet."""
+VALIDATION_STATUSES = get_args(ValidationStatus)
+REVIEW_STATUSES = get_args(ReviewStatus)
+REVIEW_DECISIONS = get_args(ReviewDecision)
+FLAG_KINDS = get_args(FlagKind)
+LIFECYCLES = get_args(Lifecycle)
+OUTPUT_KINDS = get_args(OutputKind)
+SOURCE_STATES = get_args(SourceState)
+SHA256 = "[0-9a-f]{64}"
 
 
 def utcnow() -> str:
@@ -45,14 +62,8 @@ def snippet_id(source_key: str, path: str, anchor: str) -> str:
     return "cd-" + digest[:16]
 
 
-def _check(value: str, allowed: tuple[str, ...], what: str) -> str:
-    if value not in allowed:
-        raise RecordError(f"{what} must be one of {', '.join(allowed)}; got {value!r}")
-    return value
-
-
 def _pick(cls: type, data: dict[str, Any]) -> dict[str, Any]:
-    names = {f.name for f in fields(cls)}
+    names = cls.__dataclass_fields__
     return {k: v for k, v in data.items() if k in names}
 
 
@@ -60,7 +71,7 @@ def _pick(cls: type, data: dict[str, Any]) -> dict[str, Any]:
 class Source:
     """Where the code was found: repository or package, commit, file and lines."""
 
-    kind: str = "local"
+    kind: SourceKind = "local"
     url: str = ""
     commit: str | None = None
     ref: str | None = None
@@ -75,14 +86,14 @@ class Source:
     # Which layer of a package source the file came from: "repository" (the upstream repository
     # at the version's ``tag``, ``commit`` the tag's commit), "sdist" (the source distribution
     # ``sdist`` with ``sdist_sha256`` from ``index_url``) or "installed"; None for git sources.
-    layer: str | None = None
+    layer: SourceLayer | None = None
     tag: str | None = None
     sdist: str | None = None
     sdist_sha256: str | None = None
     index_url: str | None = None
 
     def __post_init__(self) -> None:
-        _check(self.kind, SOURCE_KINDS, "source.kind")
+        check_choices(self, "source")
 
     def link(self) -> str | None:
         """A browsable link to the file at the pinned commit and lines, if one can be made."""
@@ -124,13 +135,13 @@ class Source:
 class Origin:
     """How the snippet was made; ``model`` and ``prompt_version`` when an LLM took part."""
 
-    kind: str = "verbatim"
+    kind: OriginKind = "verbatim"
     model: str | None = None
     prompt_version: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check(self.kind, ORIGIN_KINDS, "origin.kind")
+        check_choices(self, "origin")
 
     @property
     def llm(self) -> bool:
@@ -143,24 +154,24 @@ class Output:
     its SHA-256, see ``figures.py``), a ``text`` (the repr of the final expression or of a
     ``display()``ed object: always plain text, never HTML) or a ``note`` (what was left out)."""
 
-    kind: str = "text"
+    kind: OutputKind = "text"
     label: str = ""
-    sha256: str | None = None
-    size: int = 0
+    sha256: str | None = field(default=None, metadata=rule(pattern=SHA256))
+    size: int = field(default=0, metadata=rule(minimum=0))
     width: int | None = None
     height: int | None = None
-    text: str = ""
+    text: str = field(default="", metadata=rule(max_length=4000))
     truncated: bool = False
 
     def __post_init__(self) -> None:
-        _check(self.kind, OUTPUT_KINDS, "output.kind")
+        check_choices(self, "output")
 
 
 @dataclass
 class Validation:
     """The outcome of running the snippet in the sandbox, and the environment it ran in."""
 
-    status: str = "pending"
+    status: ValidationStatus = "pending"
     reason: str | None = None
     when: str | None = None
     duration: float | None = None
@@ -173,12 +184,14 @@ class Validation:
     stderr_tail: str = ""
     host: str | None = None  # the machine that ran it, when not this one (a cluster worker)
     worker: str | None = None  # that worker's Dask address
-    outputs: list[Output] = field(default_factory=list)
-    mode: str | None = None  # "warm" (forked from a pre-started interpreter) or "cold"; None: older records
-    mode_reason: str | None = None  # why a batch's snippet was not served warm
+    outputs: list[Output] = field(default_factory=list, metadata=rule(max_length=16))
+    mode: str | None = field(default=None, metadata=rule(
+        description="warm (forked from a pre-started interpreter) or cold; null in older records"))
+    mode_reason: str | None = field(default=None, metadata=rule(
+        description="Why a batch's snippet was not served warm."))
 
     def __post_init__(self) -> None:
-        _check(self.status, VALIDATION_STATUSES, "validation.status")
+        check_choices(self, "validation")
         self.outputs = [o if isinstance(o, Output) else Output(**_pick(Output, o))
                         for o in self.outputs or []]
 
@@ -191,25 +204,25 @@ class Validation:
 class ReviewEvent:
     """One human decision on one revision of a snippet."""
 
-    status: str
+    status: ReviewDecision
     by: str
     when: str
-    revision: int
+    revision: int = field(metadata=rule(minimum=1))
     note: str = ""
 
     def __post_init__(self) -> None:
-        _check(self.status, ("approved", "rejected"), "review event status")
+        check_choices(self, "review event")
 
 
 @dataclass
 class Review:
     """The review state of the current revision plus the full history."""
 
-    status: str = "unreviewed"
+    status: ReviewStatus = "unreviewed"
     history: list[ReviewEvent] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        _check(self.status, REVIEW_STATUSES, "review.status")
+        check_choices(self, "review")
 
     @staticmethod
     def for_revision(history: list[ReviewEvent], revision: int) -> Review:
@@ -225,7 +238,7 @@ class Review:
 class Flag:
     """A warning raised on a snippet by a person; resolvable, never deleted."""
 
-    kind: str
+    kind: FlagKind
     reason: str
     by: str
     when: str
@@ -237,7 +250,7 @@ class Flag:
     resolution: str | None = None
 
     def __post_init__(self) -> None:
-        _check(self.kind, FLAG_KINDS, "flag.kind")
+        check_choices(self, "flag")
 
 
 @dataclass
@@ -248,7 +261,7 @@ class Snippet:
     code: str
     title: str = ""
     summary: str = ""
-    revision: int = 1
+    revision: int = field(default=1, metadata=rule(minimum=1))
     api: str = ""  # the qualified name of what the example documents, when it documents one
     context: str = ""  # prose around the example (docstring, headings, paragraph before): searched, not shown
     language: str = "python"
@@ -260,14 +273,14 @@ class Snippet:
     validation: Validation = field(default_factory=Validation)
     review: Review = field(default_factory=Review)
     flags: list[Flag] = field(default_factory=list)
-    lifecycle: str = "active"
+    lifecycle: Lifecycle = "active"
     created: str | None = None
     updated: str | None = None
     # near-duplicates of this snippet in the same source, merged into it: {path, anchor, line_start, line_end}
     also_at: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        _check(self.lifecycle, LIFECYCLES, "lifecycle")
+        check_choices(self, "")
         if not self.id:
             raise RecordError("id must not be empty")
         if self.revision < 1:
@@ -343,58 +356,11 @@ class Snippet:
             raise RecordError(f"not JSON: {exc.msg} at line {exc.lineno}") from None
         except RecursionError:
             raise RecordError("not JSON a snippet can be: nested too deeply") from None
-        wrong = _misfit(data, "Snippet", "snippet")
-        if wrong:
-            raise RecordError(f"malformed snippet: {wrong} has the wrong type")
+        try:
+            check(cls, data, label=lambda path: f"snippet.{path}", whole="a snippet")
+        except RecordError as exc:
+            raise RecordError(f"malformed snippet: {exc}") from None
         return cls.from_dict(data)
-
-
-_PLAIN = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
-          "None": (type(None),), "Any": (object,)}
-
-
-def _split(annotation: str, sep: str) -> list[str]:
-    """``annotation`` split at ``sep`` outside brackets."""
-    parts, depth, start = [], 0, 0
-    for i, ch in enumerate(annotation):
-        depth += (ch == "[") - (ch == "]")
-        if ch == sep and depth == 0:
-            parts.append(annotation[start:i])
-            start = i + 1
-    return [p.strip() for p in [*parts, annotation[start:]]]
-
-
-def _misfit(value: Any, annotation: str, where: str) -> str | None:
-    """Where in ``value`` the JSON does not fit the type ``annotation`` (a field's annotation
-    text, e.g. ``dict[str, str | None]`` or ``Source``); None when it fits."""
-    records = {c.__name__: c for c in (Source, Origin, Output, Validation, ReviewEvent, Review, Flag, Snippet)}
-    misses = []
-    for option in _split(annotation, "|"):
-        base, _, inner = option.partition("[")
-        inner = inner[:-1]
-        if base == "list" and isinstance(value, list):
-            bad = next((m for i, v in enumerate(value) if (m := _misfit(v, inner, f"{where}[{i}]"))), None)
-        elif base == "dict" and isinstance(value, dict):
-            key, val = _split(inner, ",")
-            bad = next((m for k, v in value.items()
-                        if (m := _misfit(k, key, where) or _misfit(v, val, f"{where}.{k}"))), None)
-        elif base in records and isinstance(value, dict):
-            bad = next((m for f in fields(records[base])
-                        if f.name in value and (m := _misfit(value[f.name], str(f.type), f"{where}.{f.name}"))),
-                       None)
-        elif base in _PLAIN and isinstance(value, _PLAIN[base]) and not (
-                isinstance(value, bool) and base in ("int", "float")):
-            bad = None
-        else:
-            misses.append(where)
-            continue
-        if bad is None:
-            return None
-        misses.append(bad)
-    return max(misses, key=len) if misses else where
-
-
-SOURCE_STATES = ("new", "ok", "error", "removed")
 
 
 @dataclass
@@ -402,11 +368,11 @@ class RegisteredSource:
     """A repository or package the distiller reads from, and how its last refresh went."""
 
     id: str
-    kind: str
+    kind: SourceKind
     url: str
     location: str | None = None
     added: str | None = None
-    state: str = "new"
+    state: SourceState = "new"
     last_commit: str | None = None
     last_version: str | None = None
     last_refresh: str | None = None
@@ -415,8 +381,7 @@ class RegisteredSource:
     settings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check(self.kind, SOURCE_KINDS, "source kind")
-        _check(self.state, SOURCE_STATES, "source state")
+        check_choices(self, "source")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -424,3 +389,46 @@ class RegisteredSource:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RegisteredSource:
         return cls(**_pick(cls, data))
+
+
+@dataclass
+class ProgressEntry:
+    """What a long job is doing, published under its key of the library's ``progress`` table
+    (``distiller``: a refresh; ``daemon``: the background distiller) for other processes."""
+
+    # The stage: fetch, extract, validate, store (a refresh's, per source), defaults, start,
+    # done (the daemon's pass); idle, sleeping, failed, stopped when resting.
+    step: str
+    done: int = 0
+    total: int = 0
+    detail: str = ""
+    source: str | None = None  # the source the stage works on
+    pid: int | None = None  # the process that published it
+    state: str | None = None  # the daemon's: refreshing, idle, error, stopped
+    finished: str | None = None  # a refresh's end
+    counts: dict[str, int] = field(default_factory=dict)  # what the finished refresh did
+    interval: float | None = None  # the daemon's seconds between passes
+    workers: int | None = None
+    cycles: int | None = None  # passes the daemon finished
+    last_cycle: str | None = None
+    next_cycle_in: float | None = None
+    last_error: str | None = None
+    errors: dict[str, str] = field(default_factory=dict)  # source id -> why its refresh failed
+    stopped: str | None = None
+    updated: str | None = None  # set by the library: when it was published
+    alive: bool | None = None  # set by the library when read: whether ``pid`` still runs here
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProgressEntry:
+        """A published entry read back; raises RecordError when it does not fit."""
+        return cls(**check(cls, data, label=lambda path: f"progress.{path}", whole="a progress entry"))
+
+    @property
+    def resting(self) -> bool:
+        return self.step in RESTING_STEPS or self.state in RESTING_STEPS
+
+
+RESTING_STEPS = ("idle", "sleeping", "stopped", "done")

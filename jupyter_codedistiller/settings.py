@@ -12,9 +12,10 @@ import json
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
-POLICIES = ("open", "validated", "reviewed")
+Policy = Literal["open", "validated", "reviewed"]
+POLICIES = get_args(Policy)
 SWITCHES = ("on", "off")
 FILE_NAME = "settings.json"
 

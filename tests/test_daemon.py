@@ -15,6 +15,7 @@ import pytest
 from jupyter_codedistiller.daemon import holder_pid
 from jupyter_codedistiller.distill import sources
 from jupyter_codedistiller.library import Library
+from jupyter_codedistiller.model import ProgressEntry
 
 from .gitrepos import commit, file_url, make_repo
 
@@ -94,14 +95,14 @@ def test_new_commit_searchable_within_one_interval_and_deletion_retires(
 
     with Library.open(registered) as lib:
         progress = lib.progress()["daemon"]
-        assert progress["pid"] == proc.pid and progress["cycles"] >= 2
-        assert progress["state"] in ("idle", "refreshing"), progress
+        assert progress.pid == proc.pid and progress.cycles >= 2
+        assert progress.state in ("idle", "refreshing"), progress
         assert lib.source("cohortkit").state == "ok"
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
     assert holder_pid(registered) is None
     with Library.open(registered) as lib:
-        assert lib.progress()["daemon"]["state"] == "stopped"
+        assert lib.progress()["daemon"].state == "stopped"
 
 
 def test_second_daemon_on_one_library_exits_with_reason(registered: Path, stopper) -> None:
@@ -177,19 +178,19 @@ def test_jupyter_server_starts_and_stops_the_daemon(registered: Path, tmp_path: 
     server.wait(timeout=60)
     wait_for(lambda: holder_pid(registered) is None, 30, "the daemon to stop with the server")
     with Library.open(registered) as lib:
-        assert lib.progress()["daemon"]["state"] == "stopped"
+        assert lib.progress()["daemon"].state == "stopped"
 
 
 def test_progress_of_a_dead_process_says_so(library: Library) -> None:
     from jupyter_codedistiller.cli import progress_line
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    library.set_progress("daemon", {"state": "refreshing", "step": "validate", "source": "lifelines",
-                                    "done": 3, "total": 9, "pid": int(dead.stdout)})
-    library.set_progress("distiller", {"state": "refreshing", "step": "extract", "source": "scipy",
-                                       "done": 1, "total": 4, "pid": os.getpid()})
+    library.set_progress("daemon", ProgressEntry(state="refreshing", step="validate", source="lifelines",
+                                                 done=3, total=9, pid=int(dead.stdout)))
+    library.set_progress("distiller", ProgressEntry(state="refreshing", step="extract", source="scipy",
+                                                    done=1, total=4, pid=os.getpid()))
     progress = library.progress()
-    assert progress["daemon"]["alive"] is False and progress["distiller"]["alive"] is True
+    assert progress["daemon"].alive is False and progress["distiller"].alive is True
     assert progress_line(progress["daemon"]).startswith("not running (last seen: validate lifelines 3/9")
     assert progress_line(progress["distiller"]) == "extract scipy 1/4"
-    assert progress_line({"state": "stopped", "step": "stopped"}) == "stopped"
+    assert progress_line(ProgressEntry(state="stopped", step="stopped")) == "stopped"

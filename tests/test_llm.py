@@ -22,13 +22,13 @@ from jupyter_codedistiller.distill import sources
 from jupyter_codedistiller.distill.generate import (
     MEMORY_KEY,
     GenerateError,
+    JudgeAnswer,
     llm_pass,
     source_context,
 )
 from jupyter_codedistiller.distill.llm import (
     OFF_MESSAGE,
     Budget,
-    Field,
     LLMCallError,
     LLMClient,
     LLMConfig,
@@ -127,7 +127,7 @@ def _prompt():
                         output=data_block(nonce, "output", "o", "1"))
 
 
-JUDGE = {"demonstrates": Field("bool"), "reason": Field("str", required=False)}
+JUDGE = JudgeAnswer
 
 
 # ---------------------------------------------------------------- the loop end to end
@@ -246,7 +246,7 @@ def test_malformed_json_is_asked_again_once_then_given_up(stub: OpenAIStub, libr
     report = llm_pass(library, [bare_source], config=_config(home))
     item = report.items[0]
     assert item.status == "malformed"
-    assert "asked twice" in item.reason and "'code' is missing" in item.reason
+    assert "asked twice" in item.reason and "the key 'code' is required" in item.reason
     retry = stub.completions()[3]
     assert retry.messages[-2]["role"] == "assistant"
     assert "{title: Median" in retry.messages[-2]["content"]

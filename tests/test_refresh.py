@@ -73,7 +73,7 @@ def test_first_refresh_distils_every_kind_with_provenance(library: Library, upst
     assert (src.state, src.last_commit, src.last_error) == ("ok", head, None)
     assert library.runs()[0]["counts"]["added"] == rep.added
     assert {stage for stage, *_ in seen} >= {"fetch", "extract", "store", "done"}
-    assert library.progress()["distiller"]["step"] == "idle"
+    assert library.progress()["distiller"].step == "idle"
     assert "survival" in " ".join(library.search("median survival")[0].snippet.title.lower().split())
 
 

@@ -48,12 +48,12 @@ from typing import Any
 
 from ..library import Library, LibraryError
 from ..model import Origin, RegisteredSource, Snippet, Source, Validation, snippet_id, utcnow
+from ..schema import rule
 from . import sources
 from .extract import SKIP_FILES
 from .llm import (
     Budget,
     BudgetExhausted,
-    Field,
     LLMAnswerError,
     LLMCallError,
     LLMClient,
@@ -86,22 +86,45 @@ COMMON_DISTRIBUTIONS = ("numpy", "pandas", "scipy", "matplotlib", "scikit-learn"
 SKIP_DIRS = frozenset({"tests", "test", "testing", "docs", "doc", "build", "dist", "benchmarks",
                        "node_modules", "site-packages", "__pycache__", "venv", "vendor", "_vendor"})
 
-PURPOSE_SCHEMA = {
-    "purpose": Field("str", max_length=600),
-    "core_functionality": Field("str", max_length=300),
-    "keywords": Field("list[str]", required=False, max_length=8),
-}
-RATE_SCHEMA = {
-    "ratings": Field("list[object]", max_length=200,
-                     items={"path": Field("str", max_length=500), "score": Field("int")}),
-}
-CODE_SCHEMA = {
-    "title": Field("str", max_length=TITLE_CHARS),
-    "summary": Field("str", required=False, max_length=SUMMARY_CHARS),
-    "code": Field("str"),
-}
-REPAIR_SCHEMA = {"diagnosis": Field("str", required=False, max_length=300), **CODE_SCHEMA}
-JUDGE_SCHEMA = {"demonstrates": Field("bool"), "reason": Field("str", required=False, max_length=300)}
+# What each task's answer holds, declared as records (see schema.py): ``LLMClient.ask`` keeps
+# only these keys, cut to their lengths.
+
+
+@dataclass
+class PurposeAnswer:
+    purpose: str = field(metadata=rule(max_length=600))
+    core_functionality: str = field(metadata=rule(max_length=300))
+    keywords: list[str] = field(default_factory=list, metadata=rule(max_length=8))
+
+
+@dataclass
+class Rating:
+    path: str = field(metadata=rule(max_length=500))
+    score: int
+
+
+@dataclass
+class RateAnswer:
+    ratings: list[Rating] = field(metadata=rule(max_length=200))
+
+
+@dataclass(kw_only=True)
+class CodeAnswer:
+    title: str = field(metadata=rule(max_length=TITLE_CHARS))
+    summary: str = field(default="", metadata=rule(max_length=SUMMARY_CHARS))
+    code: str
+
+
+@dataclass(kw_only=True)
+class RepairAnswer(CodeAnswer):
+    diagnosis: str = field(default="", metadata=rule(max_length=300))
+
+
+@dataclass
+class JudgeAnswer:
+    demonstrates: bool
+    reason: str = field(default="", metadata=rule(max_length=300))
+
 
 TRANSIENT = ("error", "budget")  # not remembered: the next pass tries again
 
@@ -444,7 +467,7 @@ class Distiller:
     def _modules_text(self) -> str:
         return ", ".join(sorted(self.ctx.modules())) or "(none found)"
 
-    def _ask(self, item: ItemResult, name: str, schema: dict[str, Field], *, fast: bool,
+    def _ask(self, item: ItemResult, name: str, schema: type, *, fast: bool,
              blocks: dict[str, Data | list[Data]], **values: Any) -> dict[str, Any]:
         """Render template ``name`` and ask; ``blocks`` maps placeholders to untrusted text, each
         piece sent inside its own data block."""
@@ -509,7 +532,7 @@ class Distiller:
                          f"{v.reason or 'no reason given'}")
                 return None
             answer = self._ask(
-                item, "repair", REPAIR_SCHEMA, fast=False,
+                item, "repair", RepairAnswer, fast=False,
                 blocks={"goal": goal, "code": ("code", "example.py", code),
                         "output": ("output", "sandbox run", _output_tail(v)), "files": files},
                 status=v.status, modules=self._modules_text(),
@@ -519,7 +542,7 @@ class Distiller:
     def _judge(self, item: ItemResult, goal: Data, code: str, v: Validation) -> dict[str, Any]:
         """The judge's verdict; a refusal, malformed answer or failed call gives ``demonstrates: None``."""
         try:
-            data = self._ask(item, "judge", JUDGE_SCHEMA, fast=True,
+            data = self._ask(item, "judge", JudgeAnswer, fast=True,
                              blocks={"goal": goal, "code": ("code", "example.py", code),
                                      "output": ("output", "sandbox run", _output_tail(v))})
         except (LLMRefusal, LLMAnswerError) as exc:
@@ -556,7 +579,7 @@ class Distiller:
         if not paths:
             return []
         try:
-            data = self._ask(item, "rate", RATE_SCHEMA, fast=True,
+            data = self._ask(item, "rate", RateAnswer, fast=True,
                              blocks={"purpose": ("purpose", "stated purpose", purpose),
                                      "outline": ("outline", "python files", self.outline())})
         except (LLMRefusal, LLMAnswerError) as exc:
@@ -594,7 +617,7 @@ class Distiller:
     def _generate(self, item: ItemResult) -> ItemResult:
         found = self.ctx.readme()
         readme = found[1] if found else "(the repository has no README)"
-        data = self._ask(item, "purpose", PURPOSE_SCHEMA, fast=True,
+        data = self._ask(item, "purpose", PurposeAnswer, fast=True,
                          blocks={"readme": ("readme", found[0] if found else "README", readme),
                                  "outline": ("outline", "python files", self.outline() or "(no Python files)")},
                          source_name=self.ctx.source.id)
@@ -603,7 +626,7 @@ class Distiller:
         goal = ("purpose", "stated purpose", f"{purpose}\nCore functionality: {core}")
         item.files = self._pick_files(item, purpose)
         files = self._file_blocks(item.files)
-        answer = self._ask(item, "generate", CODE_SCHEMA, fast=False,
+        answer = self._ask(item, "generate", CodeAnswer, fast=False,
                            blocks={"purpose": goal, "files": files, "core": ("task", "core functionality", core)},
                            modules=self._modules_text(), python_version=self.env.python_version,
                            installed=self.env.installed)
@@ -651,7 +674,7 @@ class Distiller:
         # The original already failed in the sandbox: start from its recorded failure.
         v = candidate.validation
         answer = self._ask(
-            item, "repair", REPAIR_SCHEMA, fast=False,
+            item, "repair", RepairAnswer, fast=False,
             blocks={"goal": goal, "code": ("code", candidate.source.path, candidate.code),
                     "output": ("output", "sandbox run", _output_tail(v)), "files": files},
             status=v.status, modules=self._modules_text(),

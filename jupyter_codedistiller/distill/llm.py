@@ -40,6 +40,8 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from ..schema import RecordError, check, fields_of
+
 OFF_MESSAGE = "LLM path off: set OPENAI_API_KEY (and OPENAI_BASE_URL for a local server)"
 NO_PACKAGE_MESSAGE = "LLM path off: the openai package is not installed (pip install 'jupyter-codedistiller[llm]')"
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -347,75 +349,25 @@ def build_prompt(task: str, nonce: str, **values: Any) -> Prompt:
 # ---------------------------------------------------------------- answers
 
 
-@dataclass(frozen=True)
-class Field:
-    """One expected key of an answer: ``kind`` is str, int, bool, list[str] or list[object]."""
-
-    kind: str
-    required: bool = True
-    max_length: int | None = None  # characters for str, items for lists
-    items: dict[str, Field] | None = None  # the object schema of list[object] items
-
-
-Schema = dict[str, Field]
-
-
 class _Invalid(ValueError):
     pass
 
 
-def _check_value(key: str, value: Any, spec: Field) -> Any:
-    if spec.kind == "str":
-        if not isinstance(value, str):
-            raise _Invalid(f"{key!r} must be a string")
-        if spec.max_length is not None and len(value) > spec.max_length:
-            value = value[: spec.max_length]
-        return value
-    if spec.kind == "int":
-        if isinstance(value, bool):
-            raise _Invalid(f"{key!r} must be a whole number")
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value.strip())
-        if not isinstance(value, int):
-            raise _Invalid(f"{key!r} must be a whole number")
-        return value
-    if spec.kind == "bool":
-        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-            return value.strip().lower() == "true"
-        if not isinstance(value, bool):
-            raise _Invalid(f"{key!r} must be true or false")
-        return value
-    if spec.kind in ("list[str]", "list[object]"):
-        if not isinstance(value, list):
-            raise _Invalid(f"{key!r} must be a list")
-        if spec.max_length is not None:
-            value = value[: spec.max_length]
-        if spec.kind == "list[str]":
-            return [v for v in value if isinstance(v, str)]
-        out = []
-        for item in value:  # items that do not fit are dropped, not fatal
-            try:
-                out.append(validate_answer(item, spec.items or {}))
-            except _Invalid:
-                continue
-        return out
-    raise ValueError(f"unknown field kind {spec.kind!r}")
+def required_keys(schema: type) -> list[str]:
+    """The keys an answer to ``schema`` (a declared record, see ``schema.py``) must give."""
+    return [spec.name for spec in fields_of(schema) if spec.required]
 
 
-def validate_answer(data: Any, schema: Schema) -> dict[str, Any]:
-    """Only the schema's keys, each checked (and cut to its length); raises _Invalid."""
+def validate_answer(data: Any, schema: type) -> dict[str, Any]:
+    """The keys of the declared record ``schema`` that ``data`` gives, read leniently: texts
+    and lists cut to their ``max_length``, ``"3"`` read as 3, list items that do not fit
+    dropped; a missing required key or a wrong type raises _Invalid."""
     if not isinstance(data, dict):
         raise _Invalid("the answer must be a JSON object")
-    out: dict[str, Any] = {}
-    for key, spec in schema.items():
-        if key not in data or data[key] is None:
-            if spec.required:
-                raise _Invalid(f"the key {key!r} is missing")
-            continue
-        out[key] = _check_value(key, data[key], spec)
-    return out
+    try:
+        return check(schema, data, coerce=True, null_is_absent=True, label=lambda path: f"the key {path!r}")
+    except RecordError as exc:
+        raise _Invalid(str(exc)) from None
 
 
 def parse_json_object(content: str) -> Any:
@@ -631,7 +583,7 @@ class LLMClient:
 
     # ------------------------------------------------------------ the public call
 
-    def ask(self, prompt: Prompt, schema: Schema, *, model: str, budget: Budget | None = None,
+    def ask(self, prompt: Prompt, schema: type, *, model: str, budget: Budget | None = None,
             meter: Usage | None = None) -> Answer:
         """Send ``prompt`` to ``model`` and return the answer's schema fields, validated.
 
@@ -668,7 +620,7 @@ class LLMClient:
                 problem = str(exc)
             else:
                 if isinstance(data, dict) and isinstance(data.get("refusal"), str) and data["refusal"].strip() \
-                        and not all(k in data for k, f in schema.items() if f.required):
+                        and not all(k in data for k in required_keys(schema)):
                     raise LLMRefusal(f"{answered_by} declined: {data['refusal'].strip().splitlines()[0][:200]}")
                 try:
                     return Answer(data=validate_answer(data, schema), model=answered_by, usage=total,
@@ -676,7 +628,8 @@ class LLMClient:
                 except _Invalid as exc:
                     problem = str(exc)
             if round_ == 1:
-                retry = template("retry_json").render(problem=problem, keys=", ".join(schema))
+                keys = ", ".join(spec.name for spec in fields_of(schema))
+                retry = template("retry_json").render(problem=problem, keys=keys)
                 messages = [*messages, {"role": "assistant", "content": content[:ANSWER_ECHO_CHARS]},
                             {"role": "user", "content": retry}]
         raise LLMAnswerError(f"{model}: malformed answer, asked twice: {problem}")

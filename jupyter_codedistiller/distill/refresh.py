@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..library import Library, LibraryError
 from ..model import (
     Origin,
+    ProgressEntry,
     RegisteredSource,
     Snippet,
     Source,
@@ -176,10 +177,8 @@ class _Publisher:
         now = time.monotonic()
         if stage != self.step or done >= total or now - self.last >= PROGRESS_INTERVAL:
             self.last, self.step = now, stage
-            self.library.set_progress(PROGRESS_KEY, {
-                "source": source_id, "step": stage, "done": done, "total": total,
-                "detail": detail, "pid": os.getpid(),
-            })
+            self.library.set_progress(PROGRESS_KEY, ProgressEntry(
+                source=source_id, step=stage, done=done, total=total, detail=detail, pid=os.getpid()))
 
 
 # ---------------------------------------------------------------- planning
@@ -1003,11 +1002,9 @@ def refresh(
         library.prune_figures()  # figures of revisions a new run replaced
     except (LibraryError, OSError):
         pass
-    library.set_progress(PROGRESS_KEY, {
-        "source": None, "step": "idle", "done": len(chosen), "total": len(chosen),
-        "detail": report.summary(), "pid": os.getpid(), "finished": utcnow(),
-        "counts": {k: totals[k] for k in ("added", "updated", "retired", "passed", "failed")},
-    })
+    library.set_progress(PROGRESS_KEY, ProgressEntry(
+        step="idle", done=len(chosen), total=len(chosen), detail=report.summary(), pid=os.getpid(),
+        finished=utcnow(), counts={k: totals[k] for k in ("added", "updated", "retired", "passed", "failed")}))
     if progress is not None:
         try:
             progress("done", len(chosen), len(chosen), report.summary())

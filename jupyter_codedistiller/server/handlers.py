@@ -12,7 +12,7 @@ import functools
 import json
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 from jupyter_server.base.handlers import APIHandler
@@ -23,7 +23,6 @@ from ..badges import badges
 from ..figures import is_digest
 from ..library import Library, LibraryError, NotFound, SearchResult
 from ..model import (
-    FLAG_KINDS,
     ORIGIN_KINDS,
     REVIEW_STATUSES,
     VALIDATION_STATUSES,
@@ -31,18 +30,18 @@ from ..model import (
     Snippet,
 )
 from ..provenance import cell_metadata, cell_source, insert_blockers, insert_warnings, marker_line
+from ..schema import check
 from ..settings import SettingsError, load_settings
 from ..titles import headline
 from . import API_PREFIX
+from .bodies import SOURCE_NAME, FlagBody, RefreshBody, ResolveBody, ReviewBody, SourceBody
 from .service import LibraryService, ServiceError
 
-MAX_TEXT = 2000
 MAX_QUERY = 500
 MAX_LIMIT = 100
 MAX_OFFSET = 10_000
 DEFAULT_LIMIT = 20
 SNIPPET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")
-SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # Query arguments Jupyter itself may add to any request.
 JUPYTER_ARGS = frozenset({"token", "_xsrf", "no_track_activity"})
 # JupyterLab's ServerConnection appends a bare timestamp (``?1732520000000``) to GETs.
@@ -117,78 +116,24 @@ def detail_json(s: Snippet, policy: str = "open") -> dict[str, Any]:
 # ---------------------------------------------------------------- input checks
 
 
-@dataclass(frozen=True)
-class Field:
-    """What one JSON body field may hold."""
-
-    kind: str  # text | integer | boolean | texts
-    required: bool = False
-    choices: tuple[str, ...] = ()
-    max_length: int = MAX_TEXT
-    nonblank: bool = False
-    pattern: re.Pattern[str] | None = None
-
-
-def checked_fields(body: dict[str, Any], spec: dict[str, Field]) -> dict[str, Any]:
-    """``body`` checked against ``spec``: no unknown fields, required ones present, types right."""
-    named = sorted((set(body) & IDENTITY_FIELDS) - set(spec))
+def checked_fields(body: dict[str, Any], record: type) -> dict[str, Any]:
+    """``body`` checked against the declared request ``record`` (``bodies.py``): no unknown
+    fields, required ones present, types and limits right; null counts as not given."""
+    names = record.__dataclass_fields__
+    named = sorted((set(body) & IDENTITY_FIELDS) - set(names))
     if named:
         raise ApiError(400, f"field {named[0]!r} is not accepted: the acting person is the "
                             "signed-in Jupyter user")
-    unknown = sorted(set(body) - set(spec))
-    if unknown:
-        raise ApiError(400, f"unknown field {unknown[0]!r}; expected {', '.join(spec)}")
-    out: dict[str, Any] = {}
-    for name, f in spec.items():
-        if name not in body or body[name] is None:
-            if f.required:
-                raise ApiError(400, f"field {name!r} is required")
-            continue
-        value = body[name]
-        if f.kind == "text":
-            if not isinstance(value, str):
-                raise ApiError(400, f"field {name!r} must be a string")
-            if len(value) > f.max_length:
-                raise ApiError(400, f"field {name!r} is longer than {f.max_length} characters")
-            if f.nonblank and not value.strip():
-                raise ApiError(400, f"field {name!r} must not be blank")
-            if f.choices and value not in f.choices:
-                raise ApiError(400, f"{name} must be one of {', '.join(f.choices)}; got {value!r}")
-            if f.pattern and not f.pattern.fullmatch(value):
-                raise ApiError(400, f"field {name!r} has characters it may not hold")
-        elif f.kind == "integer":
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ApiError(400, f"field {name!r} must be a whole number of at least 1")
-        elif f.kind == "boolean":
-            if not isinstance(value, bool):
-                raise ApiError(400, f"field {name!r} must be true or false")
-        elif f.kind == "texts":
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ApiError(400, f"field {name!r} must be a list of strings")
-            if len(value) > 100:
-                raise ApiError(400, f"field {name!r} holds more than 100 items")
-        out[name] = value
-    return out
+    try:
+        return check(record, body, refuse_unknown=True, null_is_absent=True,
+                     label=lambda path: f"field {path!r}", whole="request body")
+    except RecordError as exc:
+        raise ApiError(400, str(exc)) from None
 
 
 # Who flags, resolves or reviews is the authenticated Jupyter user (``acting_person``),
 # never a field of the request: a client naming someone else is refused.
 IDENTITY_FIELDS = frozenset({"by", "user", "reviewer", "resolved_by"})
-FLAG_FIELDS = {
-    "kind": Field("text", required=True, choices=FLAG_KINDS),
-    "reason": Field("text", required=True, nonblank=True),
-}
-RESOLVE_FIELDS = {"note": Field("text")}
-REVIEW_FIELDS = {
-    "status": Field("text", required=True, choices=("approved", "rejected")),
-    "note": Field("text"),
-    "revision": Field("integer"),
-}
-SOURCE_FIELDS = {
-    "source": Field("text", required=True, nonblank=True),
-    "name": Field("text", max_length=64, pattern=SOURCE_NAME),
-}
-REFRESH_FIELDS = {"sources": Field("texts"), "validate": Field("boolean")}
 
 SEARCH_ARGS: dict[str, tuple[str, ...]] = {
     "q": (),
@@ -270,7 +215,7 @@ class BaseHandler(APIHandler):
             raise ApiError(413, f"request body is larger than {limit} bytes")
         return b"".join(self._body_parts)
 
-    def json_body(self, spec: dict[str, Field]) -> dict[str, Any]:
+    def json_body(self, record: type) -> dict[str, Any]:
         """The request body as a checked JSON object (an empty body is an empty object)."""
         body = self.body_bytes()
         if not body.strip():
@@ -282,7 +227,7 @@ class BaseHandler(APIHandler):
                 raise ApiError(400, "request body is not valid JSON") from None
         if not isinstance(data, dict):
             raise ApiError(400, "request body must be a JSON object")
-        return checked_fields(data, spec)
+        return checked_fields(data, record)
 
     def snippet_id(self, raw: str) -> str:
         if not SNIPPET_ID.fullmatch(raw):
@@ -382,7 +327,7 @@ class FlagsHandler(BaseHandler):
     @errors_as_json
     async def post(self, snippet_id: str) -> None:
         sid = self.snippet_id(snippet_id)
-        body = self.json_body(FLAG_FIELDS)
+        body = self.json_body(FlagBody)
         by = self.acting_person()
 
         def flag(lib: Library) -> dict[str, Any]:
@@ -401,7 +346,7 @@ class ResolveFlagHandler(BaseHandler):
         sid = self.snippet_id(snippet_id)
         if not re.fullmatch(r"[1-9][0-9]{0,15}", flag_id):
             raise ApiError(400, "flag id must be a whole number of at least 1")
-        body = self.json_body(RESOLVE_FIELDS)
+        body = self.json_body(ResolveBody)
         by = self.acting_person()
 
         def resolve(lib: Library) -> dict[str, Any]:
@@ -418,7 +363,7 @@ class ReviewsHandler(BaseHandler):
     @errors_as_json
     async def post(self, snippet_id: str) -> None:
         sid = self.snippet_id(snippet_id)
-        body = self.json_body(REVIEW_FIELDS)
+        body = self.json_body(ReviewBody)
         by = self.acting_person()
 
         def review(lib: Library) -> dict[str, Any]:
@@ -441,7 +386,7 @@ class SourcesHandler(BaseHandler):
     @web.authenticated
     @errors_as_json
     async def post(self) -> None:
-        body = self.json_body(SOURCE_FIELDS)
+        body = self.json_body(SourceBody)
         source = await self.service.add_source(body["source"], body.get("name"))
         self.reply({"source": source}, status=201)
 
@@ -452,10 +397,10 @@ class RefreshHandler(BaseHandler):
     @web.authenticated
     @errors_as_json
     async def post(self) -> None:
-        body = self.json_body(REFRESH_FIELDS)
+        body = self.json_body(RefreshBody)
         sources = list(dict.fromkeys(body.get("sources") or []))
         for sid in sources:
-            if not SOURCE_NAME.fullmatch(sid):
+            if not re.fullmatch(SOURCE_NAME, sid):
                 raise ApiError(400, f"not a source id: {sid!r}")
         if sources:
             await self.library(lambda lib: [lib.source(s) for s in sources])
