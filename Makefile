@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 LABSRC := $(wildcard labextension/src/*.ts labextension/style/* labextension/schema/*) labextension/package.json
 PORT   ?= 8888
 
-.PHONY: lab test install browser lint clean screenshots
+.PHONY: lab test install browser lint check-generated generated clean screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,15 @@ browser:
 lint: install
 	$(BIN)/ruff check .
 
-test: install browser lint
+# openapi.yaml's components and labextension/src/records.ts are derived from the declared
+# records (model.py, server/bodies.py): `make generated` rewrites them, the check fails on a diff.
+generated: install
+	$(BIN)/python -m jupyter_codedistiller.schemafiles --write
+
+check-generated: install
+	$(BIN)/python -m jupyter_codedistiller.schemafiles --check
+
+test: install browser lint check-generated
 	$(BIN)/python -m pytest
 
 # The README's pictures of the side panel (250 and 400 px), taken by the browser test.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from jupyter_codedistiller.model import (
     SCHEMA_VERSION,
     Flag,
+    ProgressEntry,
     RecordError,
     Review,
     ReviewEvent,
@@ -46,8 +48,15 @@ def test_json_has_the_keys_every_interface_uses() -> None:
 
 
 def test_id_is_derived_from_place_not_code() -> None:
-    assert snippet_id("src", "a.py", "script") == snippet_id("src", "a.py", "script")
-    assert snippet_id("src", "a.py", "script") != snippet_id("src", "b.py", "script")
+    """The id is a digest of source, path and anchor only, so notebooks' markers stay valid
+    when the code changes; each part counts."""
+    place = ("km", "examples/km.py", "script")
+    digest = hashlib.sha256("\0".join(place).encode()).hexdigest()
+    assert snippet_id(*place) == "cd-" + digest[:16]
+    for changed in (("other", *place[1:]), (place[0], "b.py", place[2]), (*place[:2], "docstring:f")):
+        assert snippet_id(*changed) != snippet_id(*place)
+    with pytest.raises(TypeError):
+        snippet_id(*place, "print(1)")  # the code is not an input
 
 
 @pytest.mark.parametrize(
@@ -60,7 +69,7 @@ def test_id_is_derived_from_place_not_code() -> None:
         {"schema_version": SCHEMA_VERSION + 1},
         {"id": ""},
         {"revision": 0},
-        {"unknown_field_is_ignored": 1, "source": {"kind": "ftp"}},
+        {"source": {"kind": "ftp"}},
     ],
 )
 def test_bad_records_are_refused(change: dict) -> None:
@@ -68,6 +77,80 @@ def test_bad_records_are_refused(change: dict) -> None:
     data.update(change)
     with pytest.raises(RecordError):
         Snippet.from_dict(data)
+    with pytest.raises(RecordError):
+        Snippet.from_json(json.dumps(data))
+
+
+def test_unknown_fields_are_ignored_not_kept() -> None:
+    """A record written by a newer version that added a field still reads, without it."""
+    s = make_snippet("km")
+    data = s.to_dict()
+    data["added_later"] = 1
+    data["source"]["added_later"] = {"x": 1}
+    for again in (Snippet.from_dict(data), Snippet.from_json(json.dumps(data))):
+        assert again == s
+        assert "added_later" not in again.to_dict() and "added_later" not in again.to_dict()["source"]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("code",), 5, "snippet.code must be a string"),
+        (("tags",), ["a", 2], "snippet.tags[1] must be a string"),
+        (("requirements",), {"numpy": 1}, "snippet.requirements.numpy must be a string or null"),
+        (("validation", "outputs"), [{"kind": "figure", "sha256": "../x"}],
+         "snippet.validation.outputs[0].sha256 has characters it may not hold"),
+        (("flags",), [{"kind": "other", "reason": "r", "by": "a"}], "snippet.flags[0].when is required"),
+        (("review", "history"), [{"status": "maybe", "by": "a", "when": "t", "revision": 1}],
+         "snippet.review.history[0].status must be one of approved, rejected; got 'maybe'"),
+        (("source",), [], "snippet.source must be an object"),
+    ],
+)
+def test_an_import_names_the_field_that_does_not_fit(path: tuple, value: object, message: str) -> None:
+    data = make_snippet("km").to_dict()
+    target = data
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    with pytest.raises(RecordError) as refused:
+        Snippet.from_json(json.dumps(data))
+    assert str(refused.value) == f"malformed snippet: {message}"
+
+
+def test_progress_entries_round_trip_and_refuse_misfits() -> None:
+    entry = ProgressEntry(step="validate", source="lifelines", done=3, total=9, pid=7, counts={"added": 1})
+    assert ProgressEntry.from_dict(entry.to_dict()) == entry
+    with pytest.raises(RecordError, match="progress.done must be a whole number"):
+        ProgressEntry.from_dict({"step": "validate", "done": "3"})
+    with pytest.raises(RecordError, match="progress.step is required"):
+        ProgressEntry.from_dict({"done": 3})
+
+
+def test_the_generated_schema_and_types_match_the_declarations() -> None:
+    """openapi.yaml's components and labextension/src/records.ts are what the records make
+    (``python -m jupyter_codedistiller.schemafiles --write`` regenerates them)."""
+    from jupyter_codedistiller import schemafiles
+
+    assert schemafiles.differences() == []
+    spec = schemafiles.components()
+    assert spec["FlagBody"]["required"] == ["kind", "reason"]
+    assert spec["FlagBody"]["properties"]["reason"] == {"type": "string", "maxLength": 2000, "minLength": 1}
+    assert spec["SnippetView"]["additionalProperties"] is False
+    assert set(spec["SnippetView"]["required"]) >= {"id", "code", "badges", "headline", "code_sha256"}
+    assert "export interface ISnippetView extends ISnippet {" in schemafiles.typescript_text()
+
+
+def test_the_check_fails_on_a_drifted_file(tmp_path, monkeypatch) -> None:
+    from jupyter_codedistiller import schemafiles
+
+    drifted = tmp_path / "records.ts"
+    drifted.write_text(schemafiles.typescript_text().replace("  code: string;\n", "", 1), encoding="utf-8")
+    spec = tmp_path / "openapi.yaml"
+    spec.write_text(schemafiles.OPENAPI.read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.setattr(schemafiles, "TYPESCRIPT", drifted)
+    monkeypatch.setattr(schemafiles, "OPENAPI", spec)
+    assert schemafiles.main(["--check"]) == 1
+    assert schemafiles.main(["--write"]) == 0 and schemafiles.main(["--check"]) == 0
 
 
 def test_not_json_is_a_record_error() -> None:

@@ -7,20 +7,20 @@
  * carrying the server's one-line message.
  */
 
-import {
-  asSearchResponse,
-  asSnippetDetail,
-  figurePath,
+import { asSearchResponse, asSnippetDetail, figurePath, ISearchFilters, searchQuery } from './models';
+import type {
   FlagKind,
-  IFlagResponse,
-  IRefreshJob,
-  IReviewResponse,
-  ISearchFilters,
-  ISearchResponse,
+  IFlagAnswer,
+  IFlagBody,
+  IRefreshAnswer,
+  IRefreshBody,
+  IResolveBody,
+  IReviewAnswer,
+  IReviewBody,
+  ISearchAnswer,
   ISnippetDetail,
-  IStatus,
-  searchQuery
-} from './models';
+  IStatus
+} from './records';
 
 /** Sends one request to `path` (relative to the API root, query string included). */
 export type Fetcher = (path: string, init: RequestInit) => Promise<Response>;
@@ -43,7 +43,7 @@ export class CodeDistillerClient {
     filters: ISearchFilters = {},
     limit = 20,
     offset = 0
-  ): Promise<ISearchResponse> {
+  ): Promise<ISearchAnswer> {
     const qs = searchQuery(query, filters, limit, offset);
     return this.request('GET', `search?${qs}`).then(asSearchResponse);
   }
@@ -55,16 +55,14 @@ export class CodeDistillerClient {
   }
 
   /** Raise a flag; the server records the signed-in Jupyter user as who raised it. */
-  flag(id: string, kind: FlagKind, reason: string): Promise<IFlagResponse> {
-    return this.request('POST', `snippets/${encodeURIComponent(id)}/flags`, { kind, reason });
+  flag(id: string, kind: FlagKind, reason: string): Promise<IFlagAnswer> {
+    const body: IFlagBody = { kind, reason };
+    return this.request('POST', `snippets/${encodeURIComponent(id)}/flags`, body);
   }
 
-  resolveFlag(id: string, flagId: number, note = ''): Promise<IFlagResponse> {
-    return this.request(
-      'POST',
-      `snippets/${encodeURIComponent(id)}/flags/${flagId}/resolve`,
-      { note }
-    );
+  resolveFlag(id: string, flagId: number, note = ''): Promise<IFlagAnswer> {
+    const body: IResolveBody = { note };
+    return this.request('POST', `snippets/${encodeURIComponent(id)}/flags/${flagId}/resolve`, body);
   }
 
   review(
@@ -72,8 +70,8 @@ export class CodeDistillerClient {
     status: 'approved' | 'rejected',
     note = '',
     revision?: number
-  ): Promise<IReviewResponse> {
-    const body: Record<string, unknown> = { status, note };
+  ): Promise<IReviewAnswer> {
+    const body: IReviewBody = { status, note };
     if (revision !== undefined) {
       body.revision = revision;
     }
@@ -102,8 +100,9 @@ export class CodeDistillerClient {
     return this.request('GET', 'status');
   }
 
-  refresh(sources: string[] = []): Promise<{ job: IRefreshJob }> {
-    return this.request('POST', 'refresh', sources.length ? { sources } : {});
+  refresh(sources: string[] = []): Promise<IRefreshAnswer> {
+    const body: IRefreshBody = sources.length ? { sources } : {};
+    return this.request('POST', 'refresh', body);
   }
 
   private async request<T>(method: string, path: string, body?: unknown): Promise<T> {

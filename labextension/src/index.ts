@@ -18,7 +18,7 @@ import { LabIcon } from '@jupyterlab/ui-components';
 import { insertLibraryCell, trackLibraryCells } from './cells';
 import { CodeDistillerClient, Fetcher } from './client';
 import { INSERT_REQUEST_RANK, insertRequestRenderers } from './insert';
-import { ISnippetDetail } from './models';
+import type { ISnippetDetail } from './records';
 import { CodeDistillerPanel, DEFAULT_SETTINGS, IPanelSettings } from './panel';
 
 const PLUGIN_ID = 'jupyter-codedistiller:plugin';

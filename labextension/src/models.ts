@@ -1,140 +1,22 @@
 /**
- * The JSON the server API answers with (see jupyter_codedistiller/server/openapi.yaml),
- * and the pure functions that turn it into what the panel shows.
+ * The pure functions that turn the server API's JSON into what the panel shows. The JSON's
+ * types are generated from the Python declarations into records.ts (do not edit that file).
  *
  * Nothing here touches the DOM or JupyterLab, so it runs under `node --test`.
  */
 
-export type BadgeLevel = 'good' | 'info' | 'warn' | 'bad';
-
-export interface IBadge {
-  kind: string;
-  label: string;
-  level: BadgeLevel;
-}
-
-export interface ISource {
-  kind: 'git' | 'package' | 'local';
-  url: string;
-  commit: string | null;
-  ref: string | null;
-  path: string;
-  line_start: number | null;
-  line_end: number | null;
-  package: string | null;
-  version: string | null;
-  license: string;
-  repository: string | null;
-  source_id: string | null;
-}
-
-export interface IOrigin {
-  kind: string;
-  model: string | null;
-  prompt_version: string | null;
-}
-
-/** One thing a validation run showed (openapi.yaml `Output`): a figure, a text, a note. */
-export interface IOutput {
-  kind: 'figure' | 'text' | 'note';
-  label: string;
-  sha256: string | null;
-  size: number;
-  width: number | null;
-  height: number | null;
-  text: string;
-  truncated: boolean;
-}
-
-export interface IValidation {
-  status: string;
-  reason: string | null;
-  when: string | null;
-  duration: number | null;
-  python_version: string | null;
-  isolation: string | null;
-  exit_code: number | null;
-  packages: Record<string, string>;
-  stdout_tail?: string;
-  stderr_tail?: string;
-  outputs?: IOutput[];
-}
-
-export interface IReviewEvent {
-  status: 'approved' | 'rejected';
-  by: string;
-  when: string;
-  revision: number;
-  note: string;
-}
-
-export interface IFlag {
-  id: number | null;
-  kind: string;
-  reason: string;
-  by: string;
-  when: string;
-  revision: number | null;
-  resolved: boolean;
-  resolved_by: string | null;
-  resolved_when: string | null;
-  resolution: string | null;
-}
-
-export interface ISnippet {
-  id: string;
-  code: string;
-  title: string;
-  summary: string;
-  revision: number;
-  language: string;
-  tags: string[];
-  source: ISource;
-  origin: IOrigin;
-  validation: IValidation;
-  review: { status: string; history: IReviewEvent[] };
-  flags: IFlag[];
-  lifecycle: string;
-  code_sha256: string;
-  badges: IBadge[];
-  link: string | null;
-  where: string;
-  /** What every view shows, made once on the server (titles.headline). */
-  headline?: IHeadline;
-}
-
-/** A snippet's display text: short title, API name (may be empty), summary (may be empty). */
-export interface IHeadline {
-  title: string;
-  api: string;
-  summary: string;
-}
-
-export interface ISearchResult extends ISnippet {
-  rank: number;
-  score: number;
-  /** Query words this result does not account for (empty for a full match). */
-  missing?: string[];
-}
-
-/** How far a library still being built is (see the server's `building`). */
-export interface IBuilding {
-  snippets: number;
-  validated: number;
-  pending: number;
-  sources_waiting: number;
-}
-
-export interface ISearchResponse {
-  query: string;
-  limit: number;
-  offset: number;
-  has_more: boolean;
-  building?: IBuilding | null;
-  /** Set when no snippet matches every word ("no snippet matches 'zzqx'; closest:"). */
-  notice?: string | null;
-  results: ISearchResult[];
-}
+import type {
+  FlagKind,
+  IBuilding,
+  IOutput,
+  IProgressEntry,
+  ISearchAnswer,
+  ISnippetDetail,
+  ISnippetView,
+  ISource,
+  IStatus
+} from './records';
+import { FlagKindValues } from './records';
 
 /** The note shown above results while the library is still being built, or empty. */
 export function buildingNote(building: IBuilding | null | undefined): string {
@@ -147,46 +29,6 @@ export function buildingNote(building: IBuilding | null | undefined): string {
   );
 }
 
-export interface ISnippetDetail extends ISnippet {
-  marker: string;
-  cell_source: string;
-  cell_metadata: Record<string, unknown>;
-  insert_blockers: string[];
-  insert_warnings: string[];
-}
-
-export interface IFlagResponse {
-  flag: IFlag;
-  snippet: ISnippet;
-}
-
-export interface IReviewResponse {
-  review: IReviewEvent;
-  snippet: ISnippet;
-}
-
-export interface IRefreshJob {
-  id: number;
-  pid: number;
-  state: 'running' | 'finished' | 'failed';
-  sources: string[];
-  started: string;
-  finished: string | null;
-  exit_code: number | null;
-  log_tail: string[];
-}
-
-export interface IStatus {
-  snippets: number;
-  retired: number;
-  flagged: number;
-  validation: Record<string, number>;
-  review: Record<string, number>;
-  sources: Array<{ id: string; state: string; last_refresh: string | null }>;
-  progress: Record<string, Record<string, unknown>>;
-  refresh: IRefreshJob | null;
-}
-
 /** What the person narrowed the search to. */
 export interface ISearchFilters {
   package?: string;
@@ -194,14 +36,7 @@ export interface ISearchFilters {
   reviewedOnly?: boolean;
 }
 
-export const FLAG_KINDS = [
-  'incorrect',
-  'unsafe',
-  'outdated',
-  'license',
-  'other'
-] as const;
-export type FlagKind = (typeof FLAG_KINDS)[number];
+export const FLAG_KINDS: readonly FlagKind[] = FlagKindValues;
 
 /** The cell metadata key holding the provenance record of an inserted snippet. */
 export const METADATA_KEY = 'codedistiller';
@@ -236,50 +71,40 @@ function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? '' : 's'}`;
 }
 
-function text(value: unknown): string {
-  return value === null || value === undefined ? '' : String(value);
-}
-
-const RESTING = new Set(['idle', 'sleeping', 'waiting', 'done', 'stopped']);
+// The steps a ProgressEntry holds (model.ProgressEntry): resting ones, and the words of the others.
+const RESTING = new Set(['idle', 'sleeping', 'done', 'stopped']);
 const DOING: Record<string, string> = {
   fetch: 'Fetching',
-  plan: 'Looking for changes in',
   extract: 'Reading',
   store: 'Saving',
   validate: 'Validating',
-  validating: 'Validating',
   defaults: 'Adding the default packages',
   start: 'Starting an update of'
 };
-
-function num(value: unknown): number | null {
-  return typeof value === 'number' && Number.isFinite(value) ? value : null;
-}
 
 /**
  * One progress entry written by a long job (the distiller's `refresh`, the background
  * daemon) in plain words: `Validating lifelines examples: 120 of 212`; empty when resting.
  */
-export function progressText(entry: Record<string, unknown>): string {
-  const step = text(entry.step ?? entry.state ?? entry.phase);
-  if (!step || RESTING.has(step) || step === 'refreshing') {
+export function progressText(entry: IProgressEntry): string {
+  const step = entry.step;
+  if (!step || RESTING.has(step)) {
     return '';
   }
-  const source = text(entry.source ?? entry.current_source);
-  const done = num(entry.done);
-  const total = num(entry.total);
+  const source = entry.source ?? '';
+  const { done, total } = entry;
   const verb = DOING[step] ?? step.charAt(0).toUpperCase() + step.slice(1);
   let phrase = verb;
   if (step === 'defaults') {
     phrase = verb;
   } else if (step === 'start') {
-    phrase = `${verb} ${plural(total ?? 0, 'source')}`;
+    phrase = `${verb} ${plural(total, 'source')}`;
   } else if (source) {
-    phrase += step === 'fetch' || step === 'plan' ? ` ${source}` : ` ${source} ${step === 'extract' ? 'files' : 'examples'}`;
+    phrase += step === 'fetch' ? ` ${source}` : ` ${source} ${step === 'extract' ? 'files' : 'examples'}`;
   } else {
     phrase += ' examples';
   }
-  if (step !== 'start' && done !== null && total !== null && total > 0) {
+  if (step !== 'start' && total > 0) {
     phrase += `: ${done} of ${total}`;
   }
   return phrase;
@@ -290,7 +115,7 @@ export function progressText(entry: Record<string, unknown>): string {
  * active, else the daemon's; "Library up to date" when all rest, and a plain warning
  * when the process that published it is gone.
  */
-export function activityText(progress: Record<string, Record<string, unknown>>): string {
+export function activityText(progress: Record<string, IProgressEntry>): string {
   const entries = ['distiller', 'daemon', ...Object.keys(progress || {}).sort()]
     .filter((k, i, all) => all.indexOf(k) === i && progress && progress[k])
     .map(k => progress[k]);
@@ -323,7 +148,7 @@ export function statusLine(status: IStatus): string {
 }
 
 /** The figures a snippet's validation drew, in order (only well-formed digests). */
-export function figures(s: ISnippet): IOutput[] {
+export function figures(s: ISnippetView): IOutput[] {
   return (s.validation.outputs ?? []).filter(
     o => o.kind === 'figure' && typeof o.sha256 === 'string' && /^[0-9a-f]{64}$/.test(o.sha256)
   );
@@ -335,7 +160,7 @@ export function figurePath(sha256: string | null | undefined): string | null {
 }
 
 /** Title, API name and summary as the server words them (older servers: the raw fields). */
-export function headlineOf(s: ISnippet): { title: string; api: string; summary: string } {
+export function headlineOf(s: ISnippetView): { title: string; api: string; summary: string } {
   const h = s.headline;
   return {
     title: (h && h.title) || s.title || '(untitled)',
@@ -368,7 +193,7 @@ export function emptyState(query: string, filters: ISearchFilters, building: IBu
 }
 
 /** Why inserting this snippet needs a second thought, or null when it passed validation. */
-export function validationCaution(s: ISnippet): string | null {
+export function validationCaution(s: ISnippetView): string | null {
   const v = s.validation;
   if (v.status === 'passed') {
     return null;
@@ -397,7 +222,7 @@ export function lineRange(source: ISource): string {
 }
 
 /** The provenance of a snippet as label/value rows (the panel's "Why"). */
-export function provenanceRows(s: ISnippet): Array<[string, string]> {
+export function provenanceRows(s: ISnippetView): Array<[string, string]> {
   const src = s.source;
   const rows: Array<[string, string]> = [
     ['snippet', `${s.id} revision ${s.revision} (${s.lifecycle})`],
@@ -488,7 +313,7 @@ function isObject(value: unknown): value is Record<string, unknown> {
 }
 
 /** Check the shape of a `GET search` answer; throws on anything else. */
-export function asSearchResponse(data: unknown): ISearchResponse {
+export function asSearchResponse(data: unknown): ISearchAnswer {
   if (!isObject(data) || !Array.isArray(data.results)) {
     throw new Error('unexpected search answer: no results list');
   }
@@ -500,7 +325,7 @@ export function asSearchResponse(data: unknown): ISearchResponse {
       throw new Error('unexpected search answer: a result has no badges');
     }
   }
-  return data as unknown as ISearchResponse;
+  return data as unknown as ISearchAnswer;
 }
 
 /** Check the shape of a `GET snippets/{id}` answer; throws on anything else. */

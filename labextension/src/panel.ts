@@ -32,20 +32,14 @@ import {
   emptyState,
   figures,
   headlineOf,
-  IOutput,
   validationCaution,
   FLAG_KINDS,
-  FlagKind,
-  IBadge,
   ISearchFilters,
-  ISearchResult,
-  ISnippet,
-  ISnippetDetail,
-  IStatus,
   provenanceRows,
   safeLink,
   statusLine
 } from './models';
+import type { FlagKind, IBadge, IOutput, ISearchResult, ISnippetDetail, ISnippetView, IStatus } from './records';
 
 /** The user settings the panel follows (schema/plugin.json). */
 export interface IPanelSettings {
@@ -507,7 +501,7 @@ export class CodeDistillerPanel extends Widget {
   }
 
   /** (Re)build one result card from a snippet record. */
-  private fillResult(item: HTMLLIElement, s: ISnippet): void {
+  private fillResult(item: HTMLLIElement, s: ISnippetView): void {
     item.replaceChildren();
     const head = headlineOf(s);
     item.setAttribute('aria-label', head.title);
@@ -587,7 +581,7 @@ export class CodeDistillerPanel extends Widget {
   }
 
   /** The details view: all the code, what it showed, provenance, history. */
-  private fillWhy(node: HTMLElement, s: ISnippet): void {
+  private fillWhy(node: HTMLElement, s: ISnippetView): void {
     node.replaceChildren();
     const head = headlineOf(s);
     if (head.summary) {
@@ -673,7 +667,7 @@ export class CodeDistillerPanel extends Widget {
     }
   }
 
-  private async insert(s: ISnippet): Promise<void> {
+  private async insert(s: ISnippetView): Promise<void> {
     try {
       const detail = await this.options.client.snippet(s.id);
       const caution = validationCaution(detail);
@@ -711,7 +705,7 @@ export class CodeDistillerPanel extends Widget {
     }
   }
 
-  private async copy(s: ISnippet): Promise<void> {
+  private async copy(s: ISnippetView): Promise<void> {
     try {
       const detail = await this.options.client.snippet(s.id);
       Clipboard.copyToSystem(detail.cell_source);
@@ -721,7 +715,7 @@ export class CodeDistillerPanel extends Widget {
     }
   }
 
-  private async flag(item: HTMLLIElement, s: ISnippet): Promise<void> {
+  private async flag(item: HTMLLIElement, s: ISnippetView): Promise<void> {
     const answer = await showDialog({
       title: 'Flag snippet',
       body: new FlagForm(s.title || s.id),
@@ -751,7 +745,7 @@ export class CodeDistillerPanel extends Widget {
 
   private async review(
     item: HTMLLIElement,
-    s: ISnippet,
+    s: ISnippetView,
     status: 'approved' | 'rejected'
   ): Promise<void> {
     const verb = status === 'approved' ? 'Approve' : 'Reject';

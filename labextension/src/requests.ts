@@ -11,7 +11,7 @@
  * Nothing here touches the DOM or JupyterLab.
  */
 
-import type { ISnippetDetail } from './models';
+import type { ISnippetDetail } from './records';
 
 /** The MIME type of an insert offer. */
 export const INSERT_MIME_TYPE = 'application/vnd.codedistiller.insert+json';

@@ -1,14 +1,18 @@
-import { ISnippet, IStatus } from '../src/models';
+import type { IProgressEntry, ISnippetView, IStatus } from '../src/records';
 
-export function snippet(): ISnippet {
+export function snippet(): ISnippetView {
   return {
     id: 'cd-0123456789abcdef',
     code: 'print(1)\n',
     title: 'Kaplan-Meier <img src=x onerror=alert(1)>',
     summary: 'Fit by group',
     revision: 2,
+    api: '',
+    context: '',
     language: 'python',
     tags: ['survival'],
+    imports: [],
+    requirements: {},
     source: {
       kind: 'git',
       url: 'https://example.org/lab/km.git',
@@ -21,12 +25,19 @@ export function snippet(): ISnippet {
       version: null,
       license: 'MIT',
       repository: 'https://example.org/lab/km',
-      source_id: 'km'
+      source_id: 'km',
+      layer: null,
+      tag: null,
+      sdist: null,
+      sdist_sha256: null,
+      index_url: null
     },
-    origin: { kind: 'adapted', model: 'some-llm', prompt_version: 'v1' },
+    origin: { kind: 'adapted', model: 'some-llm', prompt_version: 'v1', details: {} },
     validation: {
       status: 'passed', reason: null, when: '2026-01-02T03:04:05+00:00', duration: 1.5,
-      python_version: null, isolation: null, exit_code: 0, packages: {}
+      interpreter: null, python_version: null, isolation: null, exit_code: 0, packages: {},
+      stdout_tail: '', stderr_tail: '', host: null, worker: null, outputs: [], mode: null,
+      mode_reason: null
     },
     review: { status: 'unreviewed', history: [] },
     flags: [
@@ -36,22 +47,43 @@ export function snippet(): ISnippet {
       }
     ],
     lifecycle: 'active',
+    created: null,
+    updated: null,
+    also_at: [],
     code_sha256: 'ab',
+    schema_version: 1,
     badges: [{ kind: 'validation', label: 'passed 2026-01-02', level: 'good' }],
     link: 'https://example.org/lab/km/blob/0123456789abcdef0123456789abcdef01234567/examples/km.py#L10-L42',
-    where: 'km'
+    where: 'km',
+    headline: { title: 'Kaplan-Meier <img src=x onerror=alert(1)>', api: '', summary: 'Fit by group' }
   };
 }
 
 export function status(): IStatus {
   return {
+    path: '/home/ana/library.db',
+    schema_version: 5,
     snippets: 3,
     retired: 0,
-    flagged: 1,
     validation: { passed: 3 },
     review: { unreviewed: 3 },
+    origin: { verbatim: 3 },
+    flagged: 1,
     sources: [],
     progress: {},
+    size_bytes: 4096,
+    isolation: {},
+    policy: 'open',
     refresh: null
+  };
+}
+
+/** A progress entry as the library publishes it (model.ProgressEntry), with `fields` set. */
+export function progressEntry(fields: Partial<IProgressEntry>): IProgressEntry {
+  return {
+    step: 'idle', done: 0, total: 0, detail: '', source: null, pid: null, state: null, finished: null,
+    counts: {}, interval: null, workers: null, cycles: null, last_cycle: null, next_cycle_in: null,
+    last_error: null, errors: {}, stopped: null, updated: null, alive: null,
+    ...fields
   };
 }

@@ -5,7 +5,6 @@ import {
   asSearchResponse,
   asSnippetDetail,
   cellBadgeText,
-  IStatus,
   libraryRecord,
   buildingNote,
   progressText,
@@ -21,7 +20,8 @@ import {
   searchQuery,
   statusLine
 } from '../src/models';
-import { snippet, status } from './fixtures';
+import type { IStatus } from '../src/records';
+import { progressEntry, snippet, status } from './fixtures';
 
 describe('searchQuery', () => {
   it('maps the panel filters onto the API parameters', () => {
@@ -50,7 +50,7 @@ describe('statusLine', () => {
   it('shows size, flags and a library at rest', () => {
     assert.equal(statusLine(status()), '3 snippets · 1 flagged · Library idle');
     assert.equal(
-      statusLine({ ...status(), progress: { daemon: { state: 'idle', step: 'sleeping' } } }),
+      statusLine({ ...status(), progress: { daemon: progressEntry({ state: 'idle', step: 'sleeping' }) } }),
       '3 snippets · 1 flagged · Library up to date'
     );
   });
@@ -61,8 +61,8 @@ describe('statusLine', () => {
       flagged: 0,
       snippets: 1,
       progress: {
-        daemon: { state: 'refreshing', step: 'validate', done: 3, total: 10 },
-        distiller: { step: 'validate', source: 'lifelines', done: 120, total: 212 }
+        daemon: progressEntry({ state: 'refreshing', step: 'validate', done: 3, total: 10 }),
+        distiller: progressEntry({ step: 'validate', source: 'lifelines', done: 120, total: 212 })
       }
     };
     assert.equal(statusLine(s), '1 snippet · Validating lifelines examples: 120 of 212');
@@ -72,7 +72,7 @@ describe('statusLine', () => {
     const s: IStatus = {
       ...status(),
       refresh: {
-        id: 2, pid: 1, state: 'failed', sources: ['x'], started: 'a',
+        id: 2, pid: 1, state: 'failed', sources: ['x'], validate: true, started: 'a',
         finished: 'b', exit_code: 1, log_tail: ['boom']
       }
     };
@@ -80,19 +80,19 @@ describe('statusLine', () => {
   });
 
   it('words each step and says nothing for resting jobs', () => {
-    assert.equal(progressText({}), '');
-    assert.equal(progressText({ step: 'idle', source: null, done: 2, total: 2 }), '');
-    assert.equal(progressText({ state: 'sleeping', interval: 3600 }), '');
-    assert.equal(progressText({ step: 'extract', source: 'scanpy', done: 4, total: 9 }), 'Reading scanpy files: 4 of 9');
-    assert.equal(progressText({ step: 'fetch', source: 'anndata', done: 0, total: 1 }), 'Fetching anndata: 0 of 1');
+    assert.equal(progressText(progressEntry({})), '');
+    assert.equal(progressText(progressEntry({ step: 'idle', source: null, done: 2, total: 2 })), '');
+    assert.equal(progressText(progressEntry({ state: 'idle', step: 'sleeping', interval: 3600 })), '');
+    assert.equal(progressText(progressEntry({ step: 'extract', source: 'scanpy', done: 4, total: 9 })), 'Reading scanpy files: 4 of 9');
+    assert.equal(progressText(progressEntry({ step: 'fetch', source: 'anndata', done: 0, total: 1 })), 'Fetching anndata: 0 of 1');
   });
 
   it('says when the job that published progress is gone', () => {
     assert.equal(
-      activityText({ daemon: { step: 'validate', source: 'lifelines', done: 3, total: 9, alive: false } }),
+      activityText({ daemon: progressEntry({ step: 'validate', source: 'lifelines', done: 3, total: 9, alive: false }) }),
       'Stopped while validating lifelines examples: 3 of 9'
     );
-    assert.equal(activityText({ daemon: { state: 'idle', step: 'sleeping', alive: false } }),
+    assert.equal(activityText({ daemon: progressEntry({ state: 'idle', step: 'sleeping', alive: false }) }),
       'Background updates are not running');
   });
 });

@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 
-import type { ISnippetDetail } from '../src/models';
+import type { ISnippetDetail } from '../src/records';
 import { asInsertOffer, verdict } from '../src/requests';
 import { snippet } from './fixtures';
 
@@ -12,6 +12,7 @@ function detail(extra: Partial<ISnippetDetail> = {}): ISnippetDetail {
     marker: `# codedistiller: id=${s.id} rev=${s.revision}`,
     cell_source: `# codedistiller: id=${s.id} rev=${s.revision}\nprint(1)\n`,
     cell_metadata: { id: s.id, revision: s.revision },
+    policy: 'open',
     insert_blockers: [],
     insert_warnings: [],
     ...extra
