@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -52,6 +53,8 @@ FTS_WEIGHTS = (10.0, 8.0, 4.0, 1.5, 3.0, 5.0, 3.0, 1.0)
 CANDIDATES = 200
 SCAN_CAP = 1000
 SEMANTIC_WEIGHT = 1.0  # with embeddings configured: score x (1 + this x cosine(query, snippet))
+PARTIAL_QUERIES = 12  # at most this many word combinations are asked for partial matches
+COVERAGE_POWER = 1.0  # a partial match's score x (share of the question's words it holds) ** this
 RELAXED = 40  # snippets holding any word that are weighed against the full matches
 RELAX_BELOW = 1  # ... when fewer than this many times the results asked for hold every word
 # Where a query word occurs says how much a snippet is about it: column groups and their weights.
@@ -936,14 +939,31 @@ class Library:
                 # the text score, so such a snippet's score is discounted.
                 gather([(r[0], r[1], r[2] * RELATED_CREDIT, r[3], r[4], r[5] * RELATED_CREDIT) for r in self._ranked(
                     plan.expression(expanded=True, prefix_last=True), extra, params, want, filtered)])
+        weight = self._informativeness(plan)
         if len(known) > 1 and (not complete or len(rows) < want * RELAX_BELOW):
-            anything = " OR ".join(u.expression(prefix=prefix and u is plan.units[-1], roots=True)
-                                   for u in known)
-            gather(self._ranked(anything, extra, params, max(want, RELAXED), filtered)[:max(want, RELAXED)])
+            # Partial matches: the snippets holding most of the question's words, found by asking
+            # for each combination of all but one (then two, ...) of them, the most telling first.
+            # Each such query is selective, unlike one holding any word, which common words
+            # ("time", "array") would fill with snippets that share only those.
+            enough = max(want, RELAXED)
+            last = plan.units[-1]
+            asked = 0
+            for size in range(len(known) - (1 if complete else 0), 0, -1):
+                combos = sorted(itertools.combinations(known, size),
+                                key=lambda c: -sum(weight[plan.units.index(u)] for u in c))
+                for combo in combos[:PARTIAL_QUERIES - asked]:
+                    expression = " AND ".join(u.expression(prefix=prefix and u is last, roots=True)
+                                              for u in combo)
+                    gather(self._ranked(expression, extra, params, want, filtered))
+                    asked += 1
+                if len(rows) >= enough or asked >= PARTIAL_QUERIES:
+                    break
+            if len(rows) < enough:  # what is left: the snippets holding any of the words
+                anything = " OR ".join(u.expression(prefix=prefix and u is last, roots=True) for u in known)
+                gather(self._ranked(anything, extra, params, enough, filtered)[:enough])
         elif not complete:
             gather(self._ranked(plan.expression(known, expanded=True), extra, params, want, filtered))
         credit = self._coverage(plan, list(rows), prefix)
-        weight = self._informativeness(plan)
         scored = []
         for rowid, r in rows.items():
             found = credit.get(rowid, {})
@@ -952,7 +972,10 @@ class Library:
             about = sum(weight[i] * c for i, c in found.items())
             missing = [w for i, u in enumerate(plan.units) if i not in found for w in u.words]
             trust = r[2] / r[5] if r[5] else 1.0
-            scored.append(((r[0], r[1], trust * (about + BM25_SHARE * r[5]), r[3], r[4]), missing))
+            score = trust * (about + BM25_SHARE * r[5])
+            if missing:  # a partial match counts by the share of the question it accounts for
+                score *= (len(found) / len(plan.units)) ** COVERAGE_POWER
+            scored.append(((r[0], r[1], score, r[3], r[4]), missing))
         # Snippets that account for every word come first: a partial match never hides a full one.
         scored.sort(key=lambda item: (bool(item[1]) if FULL_FIRST else 0, -item[0][2], item[0][0]))
         seen: set[str] = set()

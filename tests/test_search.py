@@ -295,3 +295,33 @@ def test_a_full_match_is_never_hidden_by_a_partial_one(library: Library) -> None
     assert ids(results)[:2] == [full.id, partial.id]
     assert results[0].missing == [] and results[1].missing == ["differential"]
     assert results.notice is None
+
+
+def test_a_partial_match_holding_most_words_is_found_among_common_ones(
+        library: Library, monkeypatch: pytest.MonkeyPatch) -> None:
+    # One snippet holds three of the four words; many later ones hold only the common two. Asking
+    # for any word would rank among the most recent matches of the common words and miss it.
+    import jupyter_codedistiller.library as store
+
+    monkeypatch.setattr(store, "SCAN_CAP", 10)
+    target = library.put(make_snippet("target", title="Structured array from event indicator and time",
+                                      summary="Right-censored observations.", code=code("target")))
+    for i in range(30):
+        library.put(make_snippet(f"common{i}", title=f"Time array number {i}", summary="Values over time.",
+                                 code=code(f"common{i}")))
+    results = library.search("censored event time array outcome")
+    assert results.notice == "no snippet matches 'outcome'; closest:"
+    assert ids(results)[0] == target.id and results[0].missing == ["outcome"]
+
+
+def test_a_partial_match_counts_by_the_share_of_the_question_it_holds(library: Library) -> None:
+    # One rare word in a title does not outrank a snippet holding three of the four words, even
+    # when those three are common in the library (each says less than the rare one).
+    rare = library.put(make_snippet("rare", title="Bulk data of patients", summary="", code=code("rare")))
+    most = library.put(make_snippet("most", title="Aggregate the mean of each group", summary="",
+                                    code=code("most")))
+    for i in range(2):
+        library.put(make_snippet(f"filler{i}", title=f"Mean of group {i}", summary="Aggregate values.",
+                                 code=code(f"filler{i}")))
+    found = ids(library.search("group aggregate mean patient", limit=20))
+    assert found.index(most.id) < found.index(rare.id)
