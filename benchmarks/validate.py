@@ -71,7 +71,7 @@ def default_mode(args: argparse.Namespace) -> None:
         took = time.perf_counter() - start
         st = lib.status()
         print(f"validate   {took / 60:.1f} min for the default library ({report.summary()}); "
-              f"by status: {st['validation']}; target <= 15 min")
+              f"by status: {st.validation}; target <= 15 min")
         lib.close()
 
 

@@ -30,6 +30,10 @@ class _Parser(argparse.ArgumentParser):
         raise HelpShown(self.format_help())
 
 
+class CommandError(Exception):
+    """A parsed command that cannot go on (CLI and magic alike); the message is one line for a person."""
+
+
 class HelpShown(Exception):
     """``--help`` was asked for; the exception carries the help text."""
 

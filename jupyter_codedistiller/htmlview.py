@@ -3,7 +3,8 @@
 Every piece of text that comes from the library (titles, summaries, code,
 paths, reasons, notes, URLs) is escaped here; links are emitted only for
 ``http(s)`` URLs. Styles are inline because notebook output carries no
-stylesheet of ours. No Jupyter imports: the functions return strings.
+stylesheet of ours. The phrases are ``textview``'s, laid out and escaped; no Jupyter
+imports: the functions return strings.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from urllib.parse import urlsplit
 
 from .badges import Badge, badges
 from .figures import FigureStore
-from .library import SearchResult
+from .library import LibraryStatus, SearchResult
 from .model import RegisteredSource, Snippet
+from .textview import flag_state, history_events, progress_line, provenance_rows, status_line, validation_note
 from .titles import headline
 
 _LEVEL_STYLE = {
@@ -112,9 +114,7 @@ def code_html(code: str) -> str:
 
 
 def _flag_line(f: Any) -> str:
-    state = "open"
-    if f.resolved:
-        state = f"resolved by {f.resolved_by}" + (f": {f.resolution}" if f.resolution else "")
+    state = flag_state(f)
     return (f"#{esc(f.id)} [{esc(f.kind)}] {esc(f.reason)} "
             f'<span style="{_MUTED}">({esc(f.by)}, {esc(f.when)}; {esc(state)})</span>')
 
@@ -161,6 +161,9 @@ def snippet_html(s: Snippet, figures: FigureStore | None = None) -> str:
     ]
     if head.summary:
         parts.append(f"<div>{esc(head.summary)}</div>")
+    note = validation_note(s)
+    if note:
+        parts.append(message_html(note, "warn"))
     for f in s.flags:
         parts.append(f'<div style="font-size:12px">flag {_flag_line(f)}</div>')
     parts.append(code_html(s.code))
@@ -180,56 +183,41 @@ def _rows(rows: Iterable[tuple[str, str]]) -> str:
 
 
 def provenance_html(s: Snippet, figures: FigureStore | None = None) -> str:
-    """The full provenance: link at commit and lines, license, making, validation, review, flags.
+    """The full provenance: the rows of ``textview.provenance_rows`` (the URL and the link
+    clickable), what the run printed and showed, the validation note, the history.
 
     Values are passed through :func:`esc`; the caller gets markup only of our own making.
     """
-    src, v, o = s.source, s.validation, s.origin
-    rows: list[tuple[str, str]] = [("source", f"{esc(src.kind)} {link(src.url) if src.url else ''}")]
-    if src.commit:
-        rows.append(("commit", f"<code>{esc(src.commit)}</code>"))
-    if src.package:
-        rows.append(("package", esc(f"{src.package} {src.version or ''}".rstrip())))
-    rows.append(("file", esc(src.where())))
-    url = src.link()
-    if url:
-        rows.append(("link", link(url)))
-    rows.append(("license", esc(src.license)))
-    made = o.kind + (f" by {o.model}" if o.model else "")
-    if o.prompt_version:
-        made += f" (prompt {o.prompt_version})"
-    rows.append(("made", esc(made)))
-    checked = v.status + (f" ({v.reason})" if v.reason else "") + (f" on {v.when}" if v.when else "")
-    rows.append(("validation", esc(checked)))
-    if v.interpreter:
-        rows.append(("python", esc(f"{v.python_version or ''} at {v.interpreter}".strip())))
-    if v.duration is not None:
-        rows.append(("took", esc(f"{v.duration:.2f} s, exit code {v.exit_code}")))
-    if v.isolation:
-        rows.append(("sandbox", esc(v.isolation)))
-    if v.packages:
-        rows.append(("packages", esc(", ".join(f"{k} {val}" for k, val in sorted(v.packages.items())))))
+    src, v = s.source, s.validation
+    rows: list[tuple[str, str]] = []
+    for row in provenance_rows(s):
+        if row.label == "source" and src.url:
+            value = f"{esc(src.kind)} {link(src.url)}"
+        elif row.label == "link":
+            value = link(row.text)
+        elif row.label == "commit":
+            value = f"<code>{esc(row.text)}</code>"
+        else:
+            value = esc(row.text)
+        rows.append((row.label, value))
     for label, tail in (("stdout (tail)", v.stdout_tail), ("stderr (tail)", v.stderr_tail)):
         if tail:
             text = "\n".join(tail.rstrip("\n").splitlines()[-10:])
             rows.append((label, f'<pre style="{_PRE}">{esc(text)}</pre>'))
-    history = "".join(
-        f'<div>{esc(e.when)} {esc(e.status)} revision {e.revision} by {esc(e.by)}'
-        + (f": {esc(e.note)}" if e.note else "") + "</div>"
-        for e in s.review.history
-    )
-    rows.append(("review", esc(s.review.status) + history))
-    flags = "".join(f"<div>{_flag_line(f)}</div>" for f in s.flags)
-    rows.append(("flags", f"{len(s.open_flags)} open, {len(s.flags)} in all{flags}"))
+    events = history_events(s)
+    if events:
+        rows.append(("history", "".join(f"<div>{esc(e.when)} {esc(e.text)}</div>" for e in events)))
     shown = outputs_html(s, figures)
     if shown:
         rows.append(("showed", shown))
+    note = validation_note(s)
     return (
         f'<div class="cd-why" style="{_BOX}">'
         f"<b>{esc(s.title or '(untitled)')}</b> "
         f'<span style="{_MUTED}">(<code>{esc(s.id)}</code>, revision {s.revision}, '
         f"{esc(s.lifecycle)})</span> {badges_html(s)}"
-        f"{_rows(rows)}</div>"
+        + (message_html(note, "warn") if note else "")
+        + f"{_rows(rows)}</div>"
     )
 
 
@@ -240,25 +228,21 @@ def message_html(text: str, level: str = "info") -> str:
             f'border:1px solid;border-radius:4px;{style}">{esc(text)}</div>')
 
 
-def status_html(st: dict[str, Any]) -> str:
-    """The library's size, counts by state, sources and what long jobs report."""
+def status_html(st: LibraryStatus) -> str:
+    """The status line, the library's size, counts by state, sources and what long jobs report."""
     rows = [
-        ("library", esc(f"{st['path']} ({st['size_bytes'] // 1024} KiB, "
-                        f"schema {st['schema_version']})")),
-        ("snippets", esc(f"{st['snippets']} active, {st['retired']} retired, "
-                         f"{st['flagged']} flagged")),
+        ("library", esc(f"{st.path} ({st.size_bytes // 1024} KiB, schema {st.schema_version})")),
+        ("snippets", esc(f"{st.snippets} active, {st.retired} retired, {st.flagged} flagged")),
     ]
     for key in ("validation", "review", "origin"):
-        rows.append((key, esc(", ".join(f"{v} {k}" for k, v in sorted(st[key].items())) or "none")))
-    rows.append(("sources", str(len(st["sources"]))))
-    from .cli import progress_line
-    from .model import ProgressEntry
-
-    for key, value in st.get("progress", {}).items():
-        rows.append((key, esc(progress_line(ProgressEntry.from_dict(value)))))
-    body = _rows(rows)
-    if st["sources"]:
-        body += sources_html([RegisteredSource.from_dict(s) for s in st["sources"]])
+        rows.append((key, esc(", ".join(f"{v} {k}" for k, v in sorted(getattr(st, key).items()))
+                              or "none")))
+    rows.append(("sources", str(len(st.sources))))
+    for key, entry in st.progress.items():
+        rows.append((key, esc(progress_line(entry))))
+    body = f'<div class="cd-status-line"><b>{esc(status_line(st))}</b></div>' + _rows(rows)
+    if st.sources:
+        body += sources_html(st.sources)
     return f'<div class="cd-status" style="{_BOX}">{body}</div>'
 
 

@@ -41,6 +41,7 @@ from .model import (
     utcnow,
 )
 from .people import acting_person
+from .schema import rule
 from .textindex import SearchPlan, Unit, api_names, identifiers, query_terms, quoted, split_words
 from .titles import headline
 
@@ -96,6 +97,29 @@ class SearchResult:
         data["missing"] = list(self.missing)
         data["headline"] = headline(self.snippet).to_dict()
         return data
+
+
+@dataclass
+class LibraryStatus:
+    """``Library.status()``: size, counts by state, sources, what long jobs published."""
+
+    path: str
+    schema_version: int
+    snippets: int = field(metadata=rule(minimum=0))
+    retired: int = field(metadata=rule(minimum=0))
+    validation: dict[str, int]
+    review: dict[str, int]
+    origin: dict[str, int]
+    flagged: int = field(metadata=rule(minimum=0))
+    sources: list[RegisteredSource]
+    progress: dict[str, ProgressEntry] = field(metadata=rule(
+        description="What long jobs (the distiller, the daemon) last published, by key."))
+    size_bytes: int = field(metadata=rule(minimum=0))
+    isolation: dict[str, int] = field(metadata=rule(
+        description="How validated snippets were contained: isolation level -> count."))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class SearchResults(list):
@@ -1282,8 +1306,8 @@ class Library:
             "sources_waiting": never,
         }
 
-    def status(self) -> dict[str, Any]:
-        """Counts by state, sources and where the library lives."""
+    def status(self) -> LibraryStatus:
+        """Counts by state, sources and where the library lives; ``to_dict()`` is its JSON."""
 
         def grouped(column: str) -> dict[str, int]:
             return dict(self._read(
@@ -1293,26 +1317,26 @@ class Library:
         size = sum(
             p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file()
         )
-        return {
-            "path": str(self.path),
-            "schema_version": self.schema_version,
-            "snippets": self.count(),
-            "retired": self.count(include_retired=True) - self.count(),
-            "validation": grouped("validation_status"),
-            "review": grouped("review_status"),
-            "origin": grouped("origin_kind"),
-            "flagged": self._read(
+        return LibraryStatus(
+            path=str(self.path),
+            schema_version=self.schema_version,
+            snippets=self.count(),
+            retired=self.count(include_retired=True) - self.count(),
+            validation=grouped("validation_status"),
+            review=grouped("review_status"),
+            origin=grouped("origin_kind"),
+            flagged=self._read(
                 "SELECT count(*) FROM snippets WHERE lifecycle = 'active' AND open_flags > 0"
             )[0][0],
-            "sources": [s.to_dict() for s in self.sources()],
-            "progress": {key: entry.to_dict() for key, entry in self.progress().items()},
-            "size_bytes": size,
+            sources=self.sources(),
+            progress=self.progress(),
+            size_bytes=size,
             # How snippets were contained when validated: isolation level -> count.
-            "isolation": dict(self._read(
+            isolation=dict(self._read(
                 "SELECT json_extract(data, '$.validation.isolation'), count(*) FROM snippets "
                 "WHERE lifecycle = 'active' AND json_extract(data, '$.validation.isolation') "
                 "IS NOT NULL GROUP BY 1")),
-        }
+        )
 
     # ------------------------------------------------------------ export and import
 

@@ -16,6 +16,7 @@ import io
 import json
 import os
 import shlex
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -112,8 +113,7 @@ class DistillMagics(Magics):
         # The docstring is SUMMARY (set below); `%distill?` adds the grammar's help via getdoc.
         import sqlite3
 
-        from .cli import CommandError
-        from .grammar import GrammarError, HelpShown, parse
+        from .grammar import CommandError, GrammarError, HelpShown, parse
         from .library import LibraryError
 
         try:
@@ -227,29 +227,27 @@ class DistillMagics(Magics):
     # ------------------------------------------------------------ commands
 
     def _cmd_search(self, args: argparse.Namespace) -> None:
-        from .cli import result_lines, search_filters
         from .htmlview import results_html
+        from .library import Library
+        from .textview import building_note, no_results_line, result_lines
 
         lib = self.library(args.home)
         query = " ".join(args.query)
-        results = lib.search(query, limit=args.limit, include_retired=args.include_retired,
-                             **search_filters(args))
+        filters = {n: getattr(args, n) for n in Library.FILTERS if getattr(args, n, None)}
+        results = lib.search(query, limit=args.limit, include_retired=args.include_retired, **filters)
         self._remember(lib, results)
         if args.json:
             self._print_json([r.to_dict() for r in results])
             return
-        from .cli import building_note
-
-        progress = lib.building()
-        if progress:
+        note = building_note(lib.building())
+        if note:
             from .htmlview import message_html
 
-            note = building_note(progress)
             self._show(message_html(note, "info"), note)
         if not results:
             total = lib.count()
             self._show(results_html(results, query=query, total=total),
-                       (results.notice or "no snippets match") + f"; the library holds {total}")
+                       no_results_line(results.notice, total))
             return
         text = "\n".join(result_lines(results))
         html = results_html(results, query=query)
@@ -305,8 +303,8 @@ class DistillMagics(Magics):
         self._show(html, "\n".join([done] + ["Warning: " + n for n in notes]))
 
     def _cmd_why(self, args: argparse.Namespace) -> None:
-        from .cli import provenance_text
         from .htmlview import provenance_html
+        from .textview import provenance_text
 
         lib = self.library(args.home)
         s = self.snippet(lib, args.id)
@@ -316,8 +314,8 @@ class DistillMagics(Magics):
         self._show(provenance_html(s, lib.figures), provenance_text(s))
 
     def _cmd_show(self, args: argparse.Namespace) -> None:
-        from .cli import snippet_text
         from .htmlview import snippet_html
+        from .textview import snippet_text
 
         lib = self.library(args.home)
         s = self.snippet(lib, args.id)
@@ -356,41 +354,51 @@ class DistillMagics(Magics):
                       "good" if e.status == "approved" else "bad")
 
     def _cmd_status(self, args: argparse.Namespace) -> None:
-        from .cli import status_text
         from .htmlview import status_html
+        from .textview import status_text
 
         st = self.library(args.home).status()
         if args.json:
-            self._print_json(st)
+            self._print_json(st.to_dict())
             return
         self._show(status_html(st), status_text(st).rstrip("\n"))
 
     def _cmd_sources(self, args: argparse.Namespace) -> None:
-        from .cli import cmd_sources
+        from .distill import sources
         from .htmlview import sources_html
+        from .textview import source_lines
 
         lib = self.library(args.home)
-        out = io.StringIO()
-        cmd_sources(lib, args, out)
+        registered = lib.sources()
+        rows = [sources.describe(s) for s in registered]
         if args.json:
-            print(out.getvalue(), end="")
+            print(json.dumps(rows, ensure_ascii=False, sort_keys=True))
             return
-        self._show(sources_html(lib.sources()), out.getvalue().rstrip("\n"))
+        self._show(sources_html(registered), "\n".join(source_lines(rows, PROG)))
 
     def _cmd_add(self, args: argparse.Namespace) -> None:
-        from .cli import cmd_add
+        from .distill import sources
         from .htmlview import message_html
+        from .textview import added_line
 
-        out = io.StringIO()
-        cmd_add(self.library(args.home), args, out)
-        text = out.getvalue().strip()
+        src = sources.add(self.library(args.home), args.source, name=args.name,
+                          upstream=not getattr(args, "no_upstream", False))
+        text = added_line(src, PROG)
+        self._show(message_html(text, "good"), text)
+
+    def _cmd_remove(self, args: argparse.Namespace) -> None:
+        from .distill import sources
+        from .htmlview import message_html
+        from .textview import removed_line
+
+        text = removed_line(args.source, sources.remove(self.library(args.home), args.source))
         self._show(message_html(text, "good"), text)
 
     def _cmd_refresh(self, args: argparse.Namespace) -> None:
         """Run the distiller here, drawing its progress; the repositories' code runs in the sandbox."""
         from IPython.display import display
 
-        from .cli import CommandError, run_refresh
+        from .distill.passes import refresh_pass
         from .htmlview import esc, message_html
 
         lib = self.library(args.home)
@@ -406,25 +414,26 @@ class DistillMagics(Magics):
         else:
             progress = TextProgress()
         self.last_progress = progress
-        out = io.StringIO()
-        failed: BaseException | None = None
         try:
-            run_refresh(lib, args, out, progress)
-        except CommandError as exc:  # some sources failed: show the report, then say so
-            failed = exc
+            outcome = refresh_pass(lib, args.sources or None, workers=args.workers,
+                                   validate=not args.no_validate, timeout=args.timeout,
+                                   llm=getattr(args, "llm", False), cluster=args.cluster,
+                                   progress=progress)
         except BaseException as exc:
             if view is not None:
                 view.finish(f"stopped: {_one_line(exc)}", ok=False)
             raise
-        lines = out.getvalue().rstrip("\n").splitlines() or [""]
+        for warning in outcome.warnings:
+            print(f"{PROG}: {warning}", file=sys.stderr)
+        lines = outcome.lines or [""]
         if view is not None:
-            view.finish(lines[0], ok=failed is None)
-        level = "bad" if failed else ("warn" if len(lines) > 1 else "good")
+            view.finish(lines[0], ok=outcome.failure is None)
+        level = "bad" if outcome.failure else ("warn" if len(lines) > 1 else "good")
         html = message_html(lines[0], level) + "".join(
             f'<div style="font-size:12px">{esc(line.strip())}</div>' for line in lines[1:])
         self._show(html, "\n".join(lines))
-        if failed is not None:
-            raise UsageError(_one_line(f"{PROG} refresh: {failed}"))
+        if outcome.failure is not None:
+            raise UsageError(_one_line(f"{PROG} refresh: {outcome.failure}"))
 
     def _running_notebook(self) -> tuple[str, list[Any]]:
         """The running notebook's code cells: its file as last saved, else this session's inputs."""
@@ -494,7 +503,9 @@ class TextProgress:
         if stage == self._stage and done < total and now - self._sent < 1.0:
             return
         self._stage, self._sent = stage, now
-        self.show(f"{stage}: {done}/{total}" + (f" · {detail}" if detail else ""))
+        from .textview import progress_phrase
+
+        self.show(progress_phrase(stage, done, total, detail))
 
     def show(self, text: str) -> None:
         self.last = text

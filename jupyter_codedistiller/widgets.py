@@ -30,6 +30,7 @@ import ipywidgets as W
 
 from .htmlview import esc, result_html
 from .library import SearchResult
+from .textview import progress_phrase
 
 DetailHandler = Callable[[SearchResult], str]
 
@@ -138,8 +139,7 @@ class ProgressView:
         with self.bar.hold_sync():
             self.bar.max = total
             self.bar.value = max(0, min(int(done or 0), total))
-        text = f"{stage}: {done}/{total}" + (f" · {detail}" if detail else "")
-        self.label.value = esc(text)
+        self.label.value = esc(progress_phrase(stage, done, total, detail))
 
     def finish(self, text: str, ok: bool = True) -> None:
         """Show the outcome; the bar turns green, or red when ``ok`` is false."""

@@ -127,7 +127,7 @@ def test_sigkill_during_refresh_then_restart_is_consistent(registered: Path, ups
 
     def validating() -> bool:
         with Library.open(registered) as lib:
-            st = lib.status()["validation"]
+            st = lib.status().validation
         return st.get("passed", 0) >= 2
 
     wait_for(validating, 90, "validation under way")
@@ -139,7 +139,7 @@ def test_sigkill_during_refresh_then_restart_is_consistent(registered: Path, ups
         rows = lib._conn.execute("SELECT id, data FROM snippets").fetchall()
         assert len(rows) == len({r[0] for r in rows}), "no duplicates"
         before = lib.count()
-        assert lib.status()["validation"].get("pending", 0) > 0, "the kill left work to resume"
+        assert lib.status().validation.get("pending", 0) > 0, "the kill left work to resume"
 
     assert holder_pid(registered) is None, "a killed daemon leaves no stuck lock"
     again = start_daemon(registered, "--once", "--timeout", "20", "--workers", "2")
@@ -148,7 +148,7 @@ def test_sigkill_during_refresh_then_restart_is_consistent(registered: Path, ups
     assert again.returncode == 0, err
     with Library.open(registered) as lib:
         assert lib.count() == before
-        st = lib.status()["validation"]
+        st = lib.status().validation
         assert st.get("pending", 0) == 0 and st.get("passed", 0) >= 12
         assert lib._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         fts = lib._conn.execute("SELECT count(*) FROM snippets_fts").fetchone()[0]
@@ -182,7 +182,7 @@ def test_jupyter_server_starts_and_stops_the_daemon(registered: Path, tmp_path: 
 
 
 def test_progress_of_a_dead_process_says_so(library: Library) -> None:
-    from jupyter_codedistiller.cli import progress_line
+    from jupyter_codedistiller.textview import progress_line
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     library.set_progress("daemon", ProgressEntry(state="refreshing", step="validate", source="lifelines",
@@ -191,6 +191,6 @@ def test_progress_of_a_dead_process_says_so(library: Library) -> None:
                                                     done=1, total=4, pid=os.getpid()))
     progress = library.progress()
     assert progress["daemon"].alive is False and progress["distiller"].alive is True
-    assert progress_line(progress["daemon"]).startswith("not running (last seen: validate lifelines 3/9")
-    assert progress_line(progress["distiller"]) == "extract scipy 1/4"
+    assert progress_line(progress["daemon"]).startswith("not running (last seen: Validating lifelines: 3 of 9")
+    assert progress_line(progress["distiller"]) == "Reading scipy: 1 of 4"
     assert progress_line(ProgressEntry(state="stopped", step="stopped")) == "stopped"

@@ -23,9 +23,9 @@ from jupyter_client import BlockingKernelClient
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
-from jupyter_codedistiller.cli import result_lines
 from jupyter_codedistiller.library import Library
 from jupyter_codedistiller.provenance import cell_source, parse_marker
+from jupyter_codedistiller.textview import result_lines
 
 from .conftest import make_snippet
 from .gitrepos import SAMPLE_FILES, make_repo

@@ -21,7 +21,6 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.oinspect import getdoc
 from IPython.utils.capture import capture_output
 
-from jupyter_codedistiller.cli import provenance_text, result_lines, snippet_text
 from jupyter_codedistiller.htmlview import provenance_html, results_html, safe_href
 from jupyter_codedistiller.library import Library
 from jupyter_codedistiller.model import RegisteredSource, Source
@@ -31,6 +30,7 @@ from jupyter_codedistiller.provenance import (
     parse_marker,
     split_cell,
 )
+from jupyter_codedistiller.textview import provenance_text, result_lines, snippet_text
 
 from .conftest import make_snippet
 
@@ -469,7 +469,7 @@ def test_progress_view_tracks_callbacks() -> None:
     assert (view.bar.value, view.bar.max) == (0, 2)
     view("validate", 3, 10, "examples/km.py")
     assert (view.bar.value, view.bar.max) == (3, 10)
-    assert "validate: 3/10 · examples/km.py" in view.label.value
+    assert "Validating: 3 of 10 (examples/km.py)" in view.label.value
     view("validate", 10, 10, "<b>done</b>")
     assert view.bar.value == 10 and "&lt;b&gt;" in view.label.value
     view.finish("3 added", ok=False)
@@ -530,9 +530,9 @@ def test_add_refresh_sources_through_the_distiller(
     bundles = run(shell, "refresh --no-validate")
     text = text_of(bundles)
     steps = [b.get("text/plain", "") for b in bundles]  # the text progress line and its updates
-    assert steps[0] == "starting…" and "fetch: 0/1 · survkit" in steps
-    assert any(s.startswith("store: 1/1 · survkit") for s in steps)
-    assert magics(shell).last_progress.last.startswith("done: 1/1")
+    assert steps[0] == "starting…" and "Fetching: 0 of 1 (survkit)" in steps
+    assert any(s.startswith("Saving: 1 of 1 (survkit") for s in steps)
+    assert magics(shell).last_progress.last.startswith("Done (")
     assert "1 source: " in text and " added" in text and "not validated" in text
     assert library.source("survkit").last_commit == repo.head.commit.hexsha
     run(shell, "search group sizes cohort")
@@ -614,7 +614,7 @@ def test_search_on_a_library_still_being_built_says_so(shell: InteractiveShell, 
     with capture_output() as cap:
         shell.run_line_magic("distill", "search kaplan")
     note = cap.outputs[0].data["text/plain"]
-    assert note.startswith("(the library is still being built:") and "results will grow" in note
+    assert note.startswith("The library is still being built:") and "results will grow" in note
     assert "Kaplan-Meier" in cap.outputs[1].data["text/plain"], "and shows what is there"
 
 

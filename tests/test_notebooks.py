@@ -53,14 +53,14 @@ def test_fresh_home_yields_validated_snippets_for_three_packages(default_home: P
         assert len(passed) >= 3, passed
         assert set(passed) <= set(CURATED)
         st = lib.status()
-        assert all(s["state"] == "ok" for s in st["sources"]), st["sources"]
+        assert all(s.state == "ok" for s in st.sources), st.sources
         hit = lib.search("kaplan meier", package="lifelines")[0].snippet
         assert "KaplanMeierFitter" in hit.code and hit.source.license == "MIT"
         assert lib.building()["pending"] > 0, "big packages are validated over several passes"
     out = subprocess.run([sys.executable, "-m", "jupyter_codedistiller.cli", "search", "kaplan", "meier"],
                          capture_output=True, text=True, env={**os.environ, "CODEDISTILLER_HOME": str(default_home)},
                          timeout=60)
-    assert out.stdout.startswith("(the library is still being built:")
+    assert out.stdout.startswith("The library is still being built:")
 
 
 @pytest.mark.parametrize("name", ["survival_by_group.ipynb", "differential_expression.ipynb"])

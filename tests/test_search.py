@@ -14,9 +14,9 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from jupyter_codedistiller.cli import result_lines
 from jupyter_codedistiller.library import Library, SearchResults
 from jupyter_codedistiller.server.handlers import result_json
+from jupyter_codedistiller.textview import result_lines
 from jupyter_codedistiller.titles import clean_title, docstring_title, first_sentence, headline
 from jupyter_codedistiller.vocabulary import related
 

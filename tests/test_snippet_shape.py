@@ -13,12 +13,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from jupyter_codedistiller.cli import provenance_text
 from jupyter_codedistiller.distill import sources
 from jupyter_codedistiller.distill.refresh import refresh
 from jupyter_codedistiller.distill.sandbox import SandboxSettings
 from jupyter_codedistiller.library import Library
 from jupyter_codedistiller.model import Snippet
+from jupyter_codedistiller.textview import provenance_text
 
 from .gitrepos import file_url, make_repo
 from .snippet_shapes import FILES, shape

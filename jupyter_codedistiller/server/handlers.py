@@ -415,7 +415,7 @@ class StatusHandler(BaseHandler):
     @errors_as_json
     async def get(self) -> None:
         def status_with_policy(lib: Library) -> dict[str, Any]:
-            status = lib.status()
+            status = lib.status().to_dict()
             status["policy"] = load_settings(lib.path.parent).policy
             return status
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_codedistiller.cli import status_text
 from jupyter_codedistiller.distill.sandbox import SandboxSettings, isolation_available, validate, weakest_isolation
 from jupyter_codedistiller.library import Library
 from jupyter_codedistiller.model import Validation
+from jupyter_codedistiller.textview import status_text
 
 from ..conftest import make_snippet
 
@@ -118,7 +118,7 @@ def test_status_shows_the_weakest_isolation_in_use(library: Library) -> None:
     library.set_validation(strong.id, Validation(status="passed", isolation="unshare-net+pid+fs+uid+rlimits"))
     library.set_validation(weak.id, Validation(status="passed", isolation="rlimits-only"))
     st = library.status()
-    assert st["isolation"] == {"unshare-net+pid+fs+uid+rlimits": 1, "rlimits-only": 1}
+    assert st.isolation == {"unshare-net+pid+fs+uid+rlimits": 1, "rlimits-only": 1}
     assert "weakest isolation in use: rlimits-only (1 snippets)" in status_text(st)
     assert weakest_isolation(["bwrap-net+pid+fs+rlimits", "unshare-net+pid+fs+uid+rlimits"]) == (
         "bwrap-net+pid+fs+rlimits")
