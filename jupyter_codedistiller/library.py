@@ -42,10 +42,24 @@ from .model import (
 )
 from .people import acting_person
 from .schema import rule
-from .textindex import SearchPlan, Unit, api_names, identifiers, query_terms, quoted, split_words
+from .textindex import (
+    STOPWORDS,
+    SearchPlan,
+    Unit,
+    american,
+    api_names,
+    identifiers,
+    query_terms,
+    query_words,
+    quoted,
+    split_words,
+)
 from .titles import headline
 
-SCHEMA_LATEST = 5
+SCHEMA_LATEST = 6
+# Bump when what ``index_text`` makes of a snippet changes: a library indexed by an older version
+# is indexed again when opened (one transaction), so old and new text never mix in one index.
+INDEX_VERSION = "2"
 BUSY_TIMEOUT_MS = 30_000
 # The columns of the full-text index and their BM25 weights: what the code does (its title, the
 # API it documents, the APIs it calls) outweighs words that merely occur near it.
@@ -234,8 +248,14 @@ CREATE TABLE embeddings(
     vector BLOB NOT NULL);
 """
 
+# fts5vocab over the index, never read: search asks FTS5 itself how often a word occurs.
+_V6 = """
+DROP TABLE IF EXISTS snippets_terms;
+"""
+
 MIGRATIONS: dict[int, tuple[str, Any]] = {
     1: (_V1, None), 2: (_V2, _backfill_v2), 3: (_V3, None), 4: (_V4, _backfill_v4), 5: (_V5, None),
+    6: (_V6, None),
 }
 
 
@@ -268,6 +288,34 @@ def migrate(conn: sqlite3.Connection, target: int = SCHEMA_LATEST) -> int:
             conn.execute("ROLLBACK")
             raise
     return version
+
+
+def reindex(conn: sqlite3.Connection) -> bool:
+    """Index every snippet again when the library was indexed by another ``INDEX_VERSION``
+    (or never marked); returns whether it did. One write transaction, checked again inside it."""
+    def current() -> bool:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'index_version'").fetchone()
+        return row is not None and row[0] == INDEX_VERSION
+
+    if current():
+        return False
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if current():
+            conn.execute("COMMIT")
+            return False
+        conn.execute("DELETE FROM snippets_fts")
+        rows = conn.execute("SELECT rowid, data FROM snippets")
+        while batch := rows.fetchmany(1000):
+            conn.executemany(
+                f"INSERT INTO snippets_fts(rowid, {', '.join(FTS_COLUMNS)}) VALUES (?{', ?' * len(FTS_COLUMNS)})",
+                [(rowid, *index_text(Snippet.from_dict(json.loads(data)))) for rowid, data in batch])
+        conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('index_version', ?)", (INDEX_VERSION,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return True
 
 
 def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
@@ -304,8 +352,9 @@ def index_text(s: Snippet) -> tuple[str, ...]:
     packages = " ".join(
         p for p in {s.source.package or "", *s.requirements, *s.imports} if p
     ).replace("_", " ").replace("-", " ")
-    return (s.title, split_words([s.api]) if s.api else "", s.summary, s.context,
-            split_words(api_names(s.code)), " ".join(s.tags), packages, identifiers(s.code))
+    return tuple(american(t) for t in (
+        s.title, split_words([s.api]) if s.api else "", s.summary, s.context,
+        split_words(api_names(s.code)), " ".join(s.tags), packages, identifiers(s.code)))
 
 
 def _index_row(conn: sqlite3.Connection, rowid: int, s: Snippet) -> None:
@@ -349,6 +398,7 @@ class Library:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = connect(self.path)
             migrate(self._conn)
+            reindex(self._conn)
         except sqlite3.DatabaseError as exc:
             raise LibraryError(f"cannot open library {self.path}: {exc}") from None
         except OSError as exc:  # e.g. a home that is a file
@@ -901,6 +951,9 @@ class Library:
         that form; related words come from the library's own mined vocabulary.
         """
         terms = query_terms(query)
+        written = query_words(query)
+        # a word and the short word written after it, which code often joins: "group by" / groupby
+        joins = {w: w + n for w, n in itertools.pairwise(written) if n in STOPWORDS and w not in STOPWORDS}
         if terms:  # what the probes learnt holds until someone writes (data_version: others' writes)
             self._version = self._read("PRAGMA data_version")[0][0] + self._writes
         units: list[Unit] = []
@@ -918,8 +971,12 @@ class Library:
             if MORPHOLOGY and len(word) >= ROOT_FROM and len(root) >= ROOT_FROM - 1 and root.isalpha():
                 # the same root in another form: classifier / classification, normalisation / -ize
                 unit.roots.append(quoted(root) + "*")
+            if word in joins and self._probe(quoted(joins[word])):
+                unit.spellings.append(quoted(joins[word]))
             if len(word) >= 6 and not word.isdigit():
-                for k in range(3, len(word) - 2):
+                for k in range(3, len(word) - 1):
+                    if len(word) - k < 3 and word[k:] not in STOPWORDS:
+                        continue  # "groupby" meets "group by"
                     split = quoted(f"{word[:k]} {word[k:]}")
                     if self._probe(split):
                         unit.spellings.append(split)

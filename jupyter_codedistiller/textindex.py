@@ -27,11 +27,43 @@ STOPWORDS = frozenset(
 )
 
 
+# British spellings written the American way, by their endings and letter groups (never a list
+# of words): normalise -> normalize, analyse -> analyze, tumour -> tumor, centre -> center,
+# catalogue -> catalog, haemoglobin -> hemoglobin, oestrogen -> estrogen, diarrhoea -> diarrhea.
+# Applied alike to what is indexed and to queries, a word the rules change by mistake ("noise" ->
+# "noize") still meets itself; the Porter stemmer then joins the word forms (normalized, -ation).
+_END = r"(?![a-z])"  # the end of a word, also inside a snake_case name
+_SPELLINGS = tuple((re.compile(p, re.IGNORECASE), r) for p, r in (
+    (r"(?<=[a-z]{2})is(e|es|ed|ing|er|ers|ation|ations|able)" + _END, r"iz\1"),
+    (r"(?<=[a-z]{2})ys(e|ed|ing|er|ers)" + _END, r"yz\1"),
+    (r"(?<=[a-z]{2}[bdglmnpv])our(s|ed|ing|able|al|ite|ites)?" + _END, r"or\1"),
+    (r"(?<=[a-z]{2}i)our(s|al|ally)?" + _END, r"or\1"),
+    (r"(?<=[a-z]{2}[bt])r(e|es|ed)" + _END, lambda m: {"e": "er", "es": "ers", "ed": "ered"}[m.group(1).lower()]),
+    (r"(?<=[a-z]{3})ogue(s)?" + _END, r"og\1"),
+    (r"(?<=[cdfhkmp])ae(?=[a-z])", "e"),
+    (r"(?<![a-z])oe(?=[sd][a-z])", "e"),
+    (r"(?<![a-z])foet", "fet"),
+    (r"rrhoe", "rrhe"),
+))
+
+
+def american(text: str) -> str:
+    """``text`` with British spellings written the American way (the changed letters lower case)."""
+    for pattern, repl in _SPELLINGS:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def query_words(query: str) -> list[str]:
+    """Every word of ``query``, lower-cased and spelt the American way, in order (stopwords too)."""
+    return [american(w.lower()) for w in _WORD.findall(query or "")]
+
+
 def query_terms(query: str) -> list[str]:
     """The searchable words of ``query``, lower-cased, in order, without repeats or stopwords."""
     seen: dict[str, None] = {}
-    for word in _WORD.findall(query or ""):
-        seen.setdefault(word.lower(), None)
+    for word in query_words(query):
+        seen.setdefault(word, None)
     terms = list(seen)
     content = [t for t in terms if t not in STOPWORDS]
     return (content or terms)[:MAX_TERMS]

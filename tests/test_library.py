@@ -12,7 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_codedistiller.library import SCHEMA_LATEST, Library, LibraryError, NotFound, connect, migrate
+from jupyter_codedistiller.library import (
+    INDEX_VERSION,
+    SCHEMA_LATEST,
+    Library,
+    LibraryError,
+    NotFound,
+    connect,
+    migrate,
+    reindex,
+)
 from jupyter_codedistiller.model import Snippet, Validation
 from jupyter_codedistiller.people import acting_person
 
@@ -244,7 +253,7 @@ def test_migration_from_schema_version_1(tmp_path: Path) -> None:
     conn.close()
 
     with Library(path) as lib:
-        assert lib.schema_version == SCHEMA_LATEST == 5
+        assert lib.schema_version == SCHEMA_LATEST == 6
         got = lib.get(s.id)
         assert got.code == s.code
         assert [f.reason for f in got.flags] == ["old flag"]
@@ -253,6 +262,39 @@ def test_migration_from_schema_version_1(tmp_path: Path) -> None:
         assert row[0] == 1 and row[1] == "approved" and row[2] < 1.5 * 1.3
         assert ids(lib.search("kaplan")) == [s.id]
         assert lib.runs() == []
+
+
+def test_migration_from_schema_version_5_drops_the_unused_terms_table_and_indexes_again(
+        tmp_path: Path) -> None:
+    # A version 5 library: its fts5vocab table, and a snippet indexed by the older index text
+    # (a British spelling as written). Opening it drops the table and indexes the snippet again.
+    path = tmp_path / "v5.db"
+    conn = connect(path)
+    assert migrate(conn, target=5) == 5
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'snippets_terms'").fetchone()[0] == 1
+    s = make_snippet("norm", title="Normalise the counts per cell", summary="")
+    data = s.to_dict()
+    data.pop("flags")
+    data.pop("review")
+    conn.execute(
+        "INSERT INTO snippets(id, revision, code_sha256, source_id, package, origin_kind, "
+        "validation_status, license, lifecycle, updated, data) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        (s.id, 1, s.code_sha256, "fixture", "lifelines", "verbatim", "passed", "MIT", "active",
+         "2025-01-01", json.dumps(data)),
+    )
+    rowid = conn.execute("SELECT rowid FROM snippets").fetchone()[0]
+    conn.execute("INSERT INTO snippets_fts(rowid, title) VALUES (?, ?)", (rowid, s.title))
+    assert conn.execute("SELECT count(*) FROM snippets_fts WHERE snippets_fts MATCH 'normalize'").fetchone()[0] == 0
+    conn.close()
+
+    with Library(path) as lib:
+        assert lib.schema_version == 6
+        assert lib._read("SELECT count(*) FROM sqlite_master WHERE name = 'snippets_terms'")[0][0] == 0
+        assert lib._read("SELECT value FROM meta WHERE key = 'index_version'") == [(INDEX_VERSION,)]
+        assert ids(lib.search("normalize counts")) == [s.id]
+        assert lib.get(s.id).title == s.title
+    with Library(path) as again:  # indexed once: a second open finds the version current
+        assert not reindex(again._conn)
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:

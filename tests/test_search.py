@@ -325,3 +325,40 @@ def test_a_partial_match_counts_by_the_share_of_the_question_it_holds(library: L
                                  code=code(f"filler{i}")))
     found = ids(library.search("group aggregate mean patient", limit=20))
     assert found.index(most.id) < found.index(rare.id)
+
+
+@pytest.mark.parametrize(("query", "title"), [
+    ("normalise counts", "Normalize the counts per cell"),
+    ("normalization of counts", "Normalised counts per cell"),
+    ("tumour size", "Tumor size by stage"),
+    ("analyse the colour", "Analyze the color of each well"),
+    ("centre each column", "Center the columns"),
+    ("haemoglobin levels", "Hemoglobin levels of each patient"),
+    ("grouped counts", "Counts of each group"),
+])
+def test_british_and_american_spellings_and_word_forms_meet(library: Library, query: str, title: str) -> None:
+    hit = library.put(make_snippet("hit", title=title, summary="", code=code("hit")))
+    library.put(make_snippet("other", title="Plot a histogram", summary="", code=code("other")))
+    results = library.search(query)
+    assert ids(results) == [hit.id] and results.notice is None, query
+
+
+def test_spelling_rules_are_alike_for_index_and_query_and_leave_other_words() -> None:
+    from jupyter_codedistiller.textindex import american, query_terms
+
+    assert american("x_normalise_counts, Behaviour; centres") == "x_normalize_counts, Behavior; centers"
+    for word in ("contour", "hour", "your", "four", "genre", "analyses", "does", "shoe", "aerobic", "mae"):
+        assert american(word) == word
+    assert query_terms("Normalise the tumours") == ["normalize", "tumors"]
+
+
+def test_a_word_and_the_short_word_after_it_meet_their_joined_spelling(library: Library) -> None:
+    joined = library.put(make_snippet("joined", title="Mean per patient", summary="",
+                                      code=code("joined", "import pandas as pd\n"
+                                                          "pd.DataFrame({'g': [1]}).groupby('g').mean()\n")))
+    spaced = library.put(make_snippet("spaced", title="Split by patient", summary="Group by a column.",
+                                      code=code("spaced")))
+    for query in ("group by patient", "groupby patient"):
+        results = library.search(query)
+        assert set(ids(results)) == {joined.id, spaced.id}, query
+        assert results.notice is None and all(not r.missing for r in results), query
