@@ -310,6 +310,7 @@ def reindex(conn: sqlite3.Connection) -> bool:
             conn.executemany(
                 f"INSERT INTO snippets_fts(rowid, {', '.join(FTS_COLUMNS)}) VALUES (?{', ?' * len(FTS_COLUMNS)})",
                 [(rowid, *index_text(Snippet.from_dict(json.loads(data)))) for rowid, data in batch])
+        conn.execute("INSERT INTO snippets_fts(snippets_fts) VALUES ('optimize')")  # one b-tree, not many segments
         conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('index_version', ?)", (INDEX_VERSION,))
         conn.execute("COMMIT")
     except BaseException:
