@@ -134,7 +134,7 @@ def cmd_status(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
 def cmd_add(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
     from .distill import sources
 
-    src = sources.add(lib, args.source, name=args.name,
+    src = sources.add(lib, args.source, name=args.name, ref=getattr(args, "ref", None),
                       upstream=not getattr(args, "no_upstream", False))
     out.write(added_line(src, args.prog) + "\n")
 

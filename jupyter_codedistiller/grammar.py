@@ -124,6 +124,7 @@ def build_parser(prog: str = "codedistiller") -> argparse.ArgumentParser:
     p = sub.add_parser("add", help="register a source: git URL, local git path or pkg:NAME")
     p.add_argument("source", help="git URL, path to a git working copy, or pkg:NAME")
     p.add_argument("--name", help="short id for the source (default: derived)")
+    p.add_argument("--ref", help="git only: the branch or tag to follow (default: the one checked out)")
     p.add_argument("--no-upstream", action="store_true",
                    help="pkg:NAME only: read the installed files, not the upstream repository or sdist")
 

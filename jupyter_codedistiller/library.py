@@ -1252,7 +1252,7 @@ class Library:
                 raise LibraryError(f"source {source.id!r} is already registered")
             conn.execute(
                 "INSERT INTO sources(id, kind, url, data) VALUES (?,?,?,?)",
-                (source.id, source.kind, source.url, json.dumps(source.to_dict(), sort_keys=True)),
+                (source.id, source.kind, source.url, json.dumps(source.stored(), sort_keys=True)),
             )
         return source
 
@@ -1261,7 +1261,7 @@ class Library:
         with self.transaction() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO sources(id, kind, url, data) VALUES (?,?,?,?)",
-                (source.id, source.kind, source.url, json.dumps(source.to_dict(), sort_keys=True)),
+                (source.id, source.kind, source.url, json.dumps(source.stored(), sort_keys=True)),
             )
 
     def source(self, source_id: str) -> RegisteredSource:

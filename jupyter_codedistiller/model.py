@@ -7,14 +7,15 @@ record's JSON. ``Snippet.to_dict`` / ``Snippet.from_dict`` round-trip it;
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, Literal, get_args
 
 from .schema import RecordError as RecordError
-from .schema import check, check_choices, rule
+from .schema import check, check_choices, fields_of, rule
 
 # RecordError (raised for every record that does not fit) is declared in schema.py.
 
@@ -363,6 +364,67 @@ class Snippet:
         return cls.from_dict(data)
 
 
+# A git ref a source may be pinned to: what ``git check-ref-format`` allows, less a leading dash
+# (it would read as an option), within 255 characters.
+GIT_REF = r"(?!-)(?!.*\.\.)(?!.*@\{)(?!.*//)[^\s~^:?*\[\\\x00-\x1f\x7f]{1,255}"
+REF_RULE = rule(max_length=255, pattern=GIT_REF,
+                description="The branch or tag followed (git); null: the one checked out when added.")
+
+
+@dataclass
+class SourceSettings:
+    """What a source was added with and what its refreshes keep between passes.
+
+    Written by ``sources.add`` (what was added), ``refresh`` (extractor, layers, when the last
+    error was), ``defaults`` (the default library's pacing) and ``generate`` (what the LLM pass
+    tried). Keys written by a newer version that this one does not declare are kept aside in
+    ``unknown`` and written back unchanged (``stored``); they are in no schema and no answer.
+    """
+
+    ref: str | None = field(default=None, metadata=REF_RULE)
+    repository: str | None = field(default=None, metadata=rule(
+        description="The browsable upstream repository, if known."))
+    head_at_add: str | None = field(default=None, metadata=rule(description="git: the commit when added."))
+    package: str | None = field(default=None, metadata=rule(description="pkg: the distribution's name."))
+    version_at_add: str | None = field(default=None, metadata=rule(
+        description="pkg: the installed version when added."))
+    upstream: bool = field(default=True, metadata=rule(
+        description="pkg: read the upstream repository or sdist, not only the installed files."))
+    extractor: str | None = field(default=None, metadata=rule(
+        description="The extractor version of the last refresh (a new one reads every file again)."))
+    layers: list[str] = field(default_factory=list, metadata=rule(
+        description="pkg: what the last refresh read, one line per layer."))
+    layers_key: str | None = field(default=None, metadata=rule(
+        description="pkg: the upstream layer's identity at the last refresh."))
+    last_error_when: str | None = None
+    default: bool = field(default=False, metadata=rule(description="Registered as part of the default library."))
+    order: int = field(default=0, metadata=rule(minimum=0, description="Refresh order among default sources."))
+    validate_per_pass: int | None = field(default=None, metadata=rule(
+        minimum=1, description="Validate at most this many snippets per refresh (default sources)."))
+    llm: dict[str, Any] = field(default_factory=dict, metadata=rule(
+        description="What the LLM pass tried (generate.remember), so it does not pay twice."))
+    unknown: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, where: str = "settings") -> SourceSettings:
+        """Settings read back or given; raises RecordError (one line) when a declared key's
+        value does not fit. Undeclared keys are kept in ``unknown``."""
+        checked = check(cls, data, label=lambda path: f"{where}.{path}" if where else path,
+                        whole=where or "settings")
+        out = cls(**checked)
+        names = {spec.name for spec in fields_of(cls)}
+        out.unknown = {k: v for k, v in data.items() if k not in names}
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The declared settings (what the API answers)."""
+        return {spec.name: copy.deepcopy(getattr(self, spec.name)) for spec in fields_of(type(self))}
+
+    def stored(self) -> dict[str, Any]:
+        """What the library writes: the declared settings and the unknown keys kept aside."""
+        return {**copy.deepcopy(self.unknown), **self.to_dict()}
+
+
 @dataclass
 class RegisteredSource:
     """A repository or package the distiller reads from, and how its last refresh went."""
@@ -378,16 +440,25 @@ class RegisteredSource:
     last_refresh: str | None = None
     last_error: str | None = None
     license: str | None = None
-    settings: dict[str, Any] = field(default_factory=dict)
+    settings: SourceSettings = field(default_factory=SourceSettings)
 
     def __post_init__(self) -> None:
         check_choices(self, "source")
+        if not isinstance(self.settings, SourceSettings):
+            self.settings = SourceSettings.from_dict(self.settings, where=f"source {self.id} settings")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The record as the API and the views show it (declared settings only)."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self) if f.name != "settings"},
+                "settings": self.settings.to_dict()}
+
+    def stored(self) -> dict[str, Any]:
+        """The record as the library keeps it: unknown settings of a newer version kept."""
+        return {**self.to_dict(), "settings": self.settings.stored()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RegisteredSource:
+        """A source read back; its settings are checked (RecordError names the bad key)."""
         return cls(**_pick(cls, data))
 
 

@@ -331,10 +331,10 @@ def report_lines(report: Any) -> list[str]:
 def added_line(src: RegisteredSource, prog: str) -> str:
     """What registering ``src`` did, and how to distil it."""
     if src.kind == "package":
-        what = f"{src.settings.get('package')} {src.settings.get('version_at_add')}"
+        what = f"{src.settings.package} {src.settings.version_at_add}"
     else:
-        head = (src.settings.get("head_at_add") or "")[:12]
-        what = f"{src.url} at {head}" + (f" on {src.settings['ref']}" if src.settings.get("ref") else "")
+        head = (src.settings.head_at_add or "")[:12]
+        what = f"{src.url} at {head}" + (f" on {src.settings.ref}" if src.settings.ref else "")
     return visible(f"added {src.kind} source {src.id}: {what}, license {src.license}; "
                    f"distil it with `{prog} refresh {src.id}`")
 

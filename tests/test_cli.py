@@ -118,3 +118,24 @@ def test_console_scripts_are_installed() -> None:
     for name in ("codedistiller", "jupyter-codedistiller"):
         out = subprocess.run([str(bindir / name), "--help"], capture_output=True, text=True, timeout=60)
         assert out.returncode == 0 and "search" in out.stdout
+
+
+def test_add_checks_the_ref_against_the_source_settings(home: Path, tmp_path: Path) -> None:
+    from .gitrepos import SAMPLE_FILES, make_repo
+
+    repo = tmp_path / "lab-repo"
+    make_repo(repo, SAMPLE_FILES, branch="trunk")
+    branch = "trunk"
+    for bad in ("main..evil", "a b", "x@{1}", "r" * 256):
+        out = cli("add", str(repo), f"--ref={bad}")
+        assert out.returncode == 1, out
+        assert out.stderr.startswith("codedistiller: error: ref ") and len(out.stderr.splitlines()) == 1
+    out = cli("add", "pkg:nbformat", "--ref=main")
+    assert out.returncode == 1 and "not of pkg:NAME" in out.stderr
+    with Library.open(home) as lib:
+        assert lib.sources(include_removed=True) == []
+    out = cli("add", str(repo), f"--ref={branch}")
+    assert out.returncode == 0, out.stderr
+    assert f"on {branch}" in out.stdout
+    with Library.open(home) as lib:
+        assert [s.settings.ref for s in lib.sources()] == [branch]

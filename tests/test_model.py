@@ -192,3 +192,67 @@ def test_where_a_snippet_sits_in_files_and_notebooks() -> None:
     assert cells.anchor() == "#cell3" and cells.where() == "nb/t.ipynb cell 3"
     assert cells.link() == "https://example.org/lab/repo/blob/c/nb/t.ipynb#cell3"
     assert Source(path="a.py").where() == "a.py" and Source(path="a.py").anchor() == ""
+
+
+# ---------------------------------------------------------------- source settings
+
+# A source row as the version before typed settings wrote it (every key it knew).
+OLD_SOURCE_ROW = {
+    "id": "lifelines", "kind": "package", "url": "pkg:lifelines", "location": "/site/lifelines",
+    "added": "2026-11-01T10:00:00+00:00", "state": "ok", "last_commit": None, "last_version": "0.30.0",
+    "last_refresh": "2026-11-02T10:00:00+00:00", "last_error": None, "license": "MIT",
+    "settings": {"repository": "https://github.com/CamDavidsonPilon/lifelines", "package": "lifelines",
+                 "version_at_add": "0.30.0", "upstream": False, "extractor": "7",
+                 "layers": ["installed: lifelines 0.30.0 at /site/lifelines"], "layers_key": None,
+                 "default": True, "validate_per_pass": 40, "order": 2,
+                 "llm": {"generated": {"pin": "0.30.0", "outcome": "passed", "when": "2026-11-02"}}},
+}
+
+
+def test_old_source_json_loads_into_typed_settings() -> None:
+    from jupyter_codedistiller.model import RegisteredSource, SourceSettings
+
+    src = RegisteredSource.from_dict(json.loads(json.dumps(OLD_SOURCE_ROW)))
+    assert isinstance(src.settings, SourceSettings)
+    assert src.settings.upstream is False and src.settings.validate_per_pass == 40
+    assert src.settings.order == 2 and src.settings.default is True
+    assert src.settings.llm["generated"]["outcome"] == "passed"
+    assert src.settings.ref is None and src.settings.unknown == {}
+    assert src.stored() == {**OLD_SOURCE_ROW, "settings": {
+        **OLD_SOURCE_ROW["settings"], "ref": None, "head_at_add": None, "last_error_when": None}}
+    bare = RegisteredSource.from_dict({"id": "x", "kind": "git", "url": "https://example.org/x.git"})
+    assert bare.settings == SourceSettings() and bare.settings.upstream is True
+
+
+def test_unknown_settings_of_a_newer_version_survive_a_round_trip_but_are_not_shown(library) -> None:
+    from jupyter_codedistiller.model import RegisteredSource
+    from jupyter_codedistiller.schema import record_schema
+
+    row = {**OLD_SOURCE_ROW, "settings": {**OLD_SOURCE_ROW["settings"], "mirror": {"url": "x"}, "speed": 3}}
+    library.add_source(RegisteredSource.from_dict(row))
+    src = library.source("lifelines")
+    assert src.settings.unknown == {"mirror": {"url": "x"}, "speed": 3}
+    src.settings.order = 5
+    library.save_source(src)
+    again = library.source("lifelines")
+    assert again.settings.unknown == {"mirror": {"url": "x"}, "speed": 3} and again.settings.order == 5
+    shown = again.to_dict()["settings"]
+    assert "mirror" not in shown and "speed" not in shown
+    assert set(shown) == set(record_schema(type(again.settings))["properties"])
+    assert "unknown" not in shown
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"validate_per_pass": "ten"}, "source lifelines settings.validate_per_pass must be a whole number or null"),
+    ({"validate_per_pass": 0}, "source lifelines settings.validate_per_pass must be a whole number of at least 1"),
+    ({"upstream": "no"}, "source lifelines settings.upstream must be true or false"),
+    ({"layers": "installed"}, "source lifelines settings.layers must be a list of strings"),
+    ({"ref": "--upload-pack=touch /tmp/x"}, "source lifelines settings.ref has characters it may not hold"),
+    ("not an object", "source lifelines settings must be a JSON object"),
+])
+def test_a_bad_settings_value_is_refused_in_one_line(settings, message) -> None:
+    from jupyter_codedistiller.model import RegisteredSource
+
+    with pytest.raises(RecordError) as caught:
+        RegisteredSource.from_dict({**OLD_SOURCE_ROW, "settings": settings})
+    assert str(caught.value) == message

@@ -186,7 +186,7 @@ def test_one_source_failing_does_not_stop_the_others(library: Library, tmp_path:
     assert set(report.errors) == {"gone"} and "gone" in report.errors["gone"]
     assert report.totals()["added"] == 1 and library.count() == kept + 1
     gone = library.source("gone")
-    assert gone.state == "error" and gone.last_error and gone.settings["last_error_when"]
+    assert gone.state == "error" and gone.last_error and gone.settings.last_error_when
     assert library.source(added).state == "ok"
     # The CLI prints the summary, then one error line, and exits non-zero.
     assert main(["refresh", "--no-validate"]) == 1

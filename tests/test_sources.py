@@ -37,8 +37,8 @@ def test_add_file_url_clones_once_and_records_the_branch(library: Library, upstr
     src = sources.add(library, file_url(Path(upstream.working_tree_dir)))
     assert src.id == "survkit" and src.kind == "git" and src.state == "new"
     assert src.license == "MIT"
-    assert src.settings["ref"] == "main"
-    assert src.settings["head_at_add"] == upstream.head.commit.hexsha
+    assert src.settings.ref == "main"
+    assert src.settings.head_at_add == upstream.head.commit.hexsha
     checkout = sources.checkout_path(library, "survkit")
     assert Path(src.location) == checkout
     assert (checkout / "survkit" / "core.py").is_file()
@@ -51,7 +51,7 @@ def test_add_local_working_copy_reads_committed_state_only(library: Library, ups
     upstream.create_remote("origin", "git@github.com:lab/survkit.git")
     src = sources.add(library, str(root), name="lab-survkit")
     assert src.kind == "local" and src.id == "lab-survkit" and src.url == str(root.resolve())
-    assert src.settings["repository"] == "https://github.com/lab/survkit"
+    assert src.settings.repository == "https://github.com/lab/survkit"
     # An uncommitted edit is not distilled; the commit that follows is.
     write_files(root, {"examples/fit_groups.py": "print('uncommitted')\n"})
     refresh(library, validate=False)
@@ -233,7 +233,7 @@ def test_package_source(library: Library, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.syspath_prepend(str(site))
     src = sources.add(library, "pkg:tinydist")
     assert (src.id, src.kind, src.url, src.license) == ("tinydist", "package", "pkg:tinydist", "MIT")
-    assert src.settings["repository"] == "https://github.com/lab/tinydist"
+    assert src.settings.repository == "https://github.com/lab/tinydist"
     with pytest.raises(SourceError, match="already registered as source 'tinydist'"):
         sources.add(library, "pkg:TinyDist")
     report = refresh(library, validate=False)

@@ -52,7 +52,7 @@ def ensure_default_sources(library: Library, *, per_pass: int = VALIDATE_PER_PAS
             src = add(library, f"pkg:{name}")
         except SourceError:
             continue
-        src.settings.update(default=True, validate_per_pass=per_pass, order=order)
+        src.settings.default, src.settings.validate_per_pass, src.settings.order = True, per_pass, order
         library.save_source(src)
         added.append(src)
     return added

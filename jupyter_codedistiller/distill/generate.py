@@ -29,7 +29,7 @@ Repository text (README, files, program output) reaches the model only inside
 data blocks the system prompt declares untrusted. Each source gets a
 ``Budget``; when it runs out the loop stops, the item under way is dropped
 (nothing half-written) and the report says why. Attempts are remembered on
-the source (``settings["llm"]``) so that ``refresh --llm`` does not pay again
+the source (``settings.llm``) so that ``refresh --llm`` does not pay again
 for the same commit or the same failing code (unless the snippet it stored has
 been retired since); ``generate SOURCE`` forces.
 """
@@ -80,7 +80,6 @@ OUTPUT_CHARS = 2_000
 TITLE_CHARS = 120
 SUMMARY_CHARS = 600
 CODE_CHARS = 20_000
-MEMORY_KEY = "llm"
 COMMON_DISTRIBUTIONS = ("numpy", "pandas", "scipy", "matplotlib", "scikit-learn", "statsmodels",
                         "seaborn", "networkx", "lifelines", "anndata", "scanpy", "biopython")
 SKIP_DIRS = frozenset({"tests", "test", "testing", "docs", "doc", "build", "dist", "benchmarks",
@@ -328,7 +327,7 @@ def source_context(library: Library, source_id: str) -> SourceContext:
     if src.state == "removed":
         raise GenerateError(f"source {source_id!r} was removed; add it again first")
     if src.kind == "package":
-        info = sources.package_info(src.settings.get("package") or src.url.removeprefix("pkg:"))
+        info = sources.package_info(src.settings.package or src.url.removeprefix("pkg:"))
         ctx = SourceContext(source=src, root=info.root, files=sorted({*info.files, *info.virtual}),
                             version=info.version, license=info.license, repository=info.repository,
                             package=info.name, virtual=info.virtual)
@@ -344,8 +343,8 @@ def source_context(library: Library, source_id: str) -> SourceContext:
         raise GenerateError(f"the checkout of {source_id!r} is not at the distilled commit "
                             f"{src.last_commit[:12]}; run `codedistiller refresh {source_id}` first")
     ctx = SourceContext(source=src, root=checkout, files=sources.tracked_files(checkout, head),
-                        commit=head, ref=src.settings.get("ref"), license=src.license or "unknown",
-                        repository=src.settings.get("repository"), package=project_name(checkout))
+                        commit=head, ref=src.settings.ref, license=src.license or "unknown",
+                        repository=src.settings.repository, package=project_name(checkout))
     ctx.python_path = [str(checkout)] + ([str(checkout / "src")] if (checkout / "src").is_dir() else [])
     return ctx
 
@@ -749,7 +748,7 @@ class Distiller:
 def remember(src: RegisteredSource, item: ItemResult, pin: str | None,
              adapted: tuple[str, str] | None = None) -> None:
     """Note the outcome on the source's settings so the next pass does not pay for it again."""
-    memo = dict(src.settings.get(MEMORY_KEY) or {})
+    memo = dict(src.settings.llm)
     entry = {"outcome": item.status if item.status != "pending" else "passed", "when": utcnow()}
     if item.kind == "generated":
         memo["generated"] = {"pin": pin, **entry}
@@ -757,7 +756,7 @@ def remember(src: RegisteredSource, item: ItemResult, pin: str | None,
         repaired = dict(memo.get("adapted") or {})
         repaired[adapted[0]] = {"sha256": adapted[1], **entry}
         memo["adapted"] = repaired
-    src.settings[MEMORY_KEY] = memo
+    src.settings.llm = memo
 
 
 def _remember_failure(library: Library, source_id: str, item: ItemResult, pin: str | None,
@@ -800,7 +799,7 @@ def distill_source(library: Library, source_id: str, client: LLMClient, *, budge
             rep.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             return rep
         distiller = Distiller(library, ctx, client, budget=budget, iterations=iterations, settings=settings)
-        memo = ctx.source.settings.get(MEMORY_KEY) or {}
+        memo = ctx.source.settings.llm
         tried = memo.get("adapted") or {}
         active = library.ids_for_source(source_id)
 

@@ -256,7 +256,7 @@ def project_name(root: Path) -> str | None:
 
 def _plan_git(library: Library, src: RegisteredSource, full: bool) -> Plan:
     checkout = Path(src.location) if src.location else sources.checkout_path(library, src.id)
-    ref = src.settings.get("ref")
+    ref = src.settings.ref
     if not (checkout / ".git").is_dir():  # never cloned here, or the checkout was deleted
         checkout.parent.mkdir(parents=True, exist_ok=True)
         sources.clone(src.url, checkout, ref=ref)
@@ -264,7 +264,7 @@ def _plan_git(library: Library, src: RegisteredSource, full: bool) -> Plan:
     commit = sources.fetch(checkout, src.url, ref)
     plan = Plan(root=checkout, files=[], commit=commit, ref=ref,
                 license=licenses.for_tree(checkout),
-                repository=src.settings.get("repository"), package=project_name(checkout))
+                repository=src.settings.repository, package=project_name(checkout))
     _choose_code(plan, checkout)
     old = src.last_commit
     if not full and old and old != commit:
@@ -373,7 +373,7 @@ def fetch_upstream_enabled(library: Library, src: RegisteredSource) -> bool:
     ``fetch_upstream`` (``CODEDISTILLER_FETCH_UPSTREAM`` overrides it) and the source's own."""
     from ..settings import SettingsError, load_settings
 
-    if src.settings.get("upstream") is False:
+    if not src.settings.upstream:
         return False
     try:
         return load_settings(library.path.parent).fetch_upstream != "off"
@@ -386,7 +386,7 @@ def _plan_package(library: Library, src: RegisteredSource, full: bool) -> Plan:
 
     from . import upstream
 
-    info = sources.package_info(src.settings.get("package") or src.url.removeprefix("pkg:"))
+    info = sources.package_info(src.settings.package or src.url.removeprefix("pkg:"))
     plan = Plan(root=info.root, files=[], version=info.version, license=info.license,
                 repository=info.repository, package=info.name, virtual=info.virtual)
     if os.path.realpath(info.root) not in standard_site_dirs():
@@ -416,11 +416,11 @@ def _plan_package(library: Library, src: RegisteredSource, full: bool) -> Plan:
                 plan.python_path.insert(0, str(shim))
         plan.layers += layer.lines()
     else:
-        why = ("--no-upstream" if src.settings.get("upstream") is False
+        why = ("--no-upstream" if not src.settings.upstream
                else "fetch_upstream is off")
         plan.layers.append(f"upstream: not fetched ({why})")
     plan.layers.append(f"installed: {info.name} {info.version} at {info.root}")
-    if full or src.last_version != info.version or src.settings.get("layers_key") != plan.layers_key:
+    if full or src.last_version != info.version or src.settings.layers_key != plan.layers_key:
         plan.full = True
         plan.files = sorted(files)
     return plan
@@ -562,12 +562,12 @@ def _store(library: Library, src: RegisteredSource, plan: Plan, snippets: list[S
         current.state = "ok"
         current.last_refresh = utcnow()
         current.last_error = None
-        current.settings.pop("last_error_when", None)
+        current.settings.last_error_when = None
         if extractor is not None:
-            current.settings["extractor"] = extractor
+            current.settings.extractor = extractor
         if current.kind == "package":
-            current.settings["layers"] = plan.layers
-            current.settings["layers_key"] = plan.layers_key
+            current.settings.layers = list(plan.layers)
+            current.settings.layers_key = plan.layers_key
         library.save_source(current)
     for name in ("added", "updated", "revived", "unchanged"):
         setattr(rep, name, counts.get(name, 0))
@@ -582,7 +582,7 @@ def _record_error(library: Library, source_id: str, message: str) -> None:
         return
     current.state = "error"
     current.last_error = message
-    current.settings["last_error_when"] = utcnow()
+    current.settings.last_error_when = utcnow()
     library.save_source(current)
 
 
@@ -677,7 +677,7 @@ def _validate(library: Library, src: RegisteredSource, plan: Plan | None, rep: S
     todo = _snippets_with(library, src.id, ["pending", "stale"])
     if not todo:
         return
-    limit = src.settings.get("validate_per_pass")
+    limit = src.settings.validate_per_pass
     if isinstance(limit, int) and 0 < limit < len(todo):
         # Big sources (a default library's scipy) are validated over several passes, most wanted first.
         todo.sort(key=_wanted)
@@ -878,7 +878,7 @@ def _distil(library: Library, src: RegisteredSource, rep: SourceReport, publish:
     try:
         publish(src.id, "fetch", 0, 1)
         extractor = _extractor_version()
-        full = full or (extractor is not None and src.settings.get("extractor") != extractor)
+        full = full or (extractor is not None and src.settings.extractor != extractor)
         if src.kind == "package":
             plan = _plan_package(library, src, full)
         else:
@@ -972,7 +972,7 @@ def refresh(
             raise LibraryError(f"source {removed[0]!r} was removed; add it again to refresh it")
     else:
         chosen = library.sources()
-    chosen.sort(key=lambda s: s.settings.get("order", 0))  # a default library: quickest first
+    chosen.sort(key=lambda s: s.settings.order)  # a default library: quickest first
     forget_environment()
     executor = None
     if cluster and cluster != "local" and validate:

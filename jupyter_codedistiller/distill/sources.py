@@ -6,7 +6,7 @@ stored when the check fails. Git sources, remote or local, are cloned once
 into ``<home>/sources/<id>`` and fetched afterwards, so the library always
 reads *committed* state pinned to a commit: uncommitted edits in a local
 working copy are not distilled until they are committed. A source follows the
-branch that was checked out when it was added (``settings["ref"]``).
+branch that was checked out when it was added (``settings.ref``).
 
 Package sources (``pkg:NAME``) read an installed distribution through
 ``importlib.metadata``: its version, license, upstream repository and the
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..library import LibraryError, NotFound
-from ..model import RegisteredSource, utcnow
+from ..model import RecordError, RegisteredSource, SourceSettings, utcnow
 from . import licenses
 
 if TYPE_CHECKING:
@@ -491,6 +491,13 @@ def add(library: Library, spec: str, *, name: str | None = None,
     kind, url = classify(spec)
     if name is not None:
         _check_name(name)
+    if ref is not None:
+        if kind == "package":
+            raise SourceError("a ref names a branch or tag of a git source, not of pkg:NAME")
+        try:
+            SourceSettings.from_dict({"ref": ref}, where="")
+        except RecordError as exc:
+            raise SourceError(f"{exc}: {ref!r}") from None
     if kind == "package":
         info = package_info(url[4:])
         url = "pkg:" + info.name
@@ -503,8 +510,8 @@ def add(library: Library, spec: str, *, name: str | None = None,
         src = RegisteredSource(
             id=source_id, kind="package", url=url, location=str(info.root),
             license=info.license,
-            settings={"repository": info.repository, "package": info.name,
-                      "version_at_add": info.version, "upstream": bool(upstream)},
+            settings=SourceSettings(repository=info.repository, package=info.name,
+                                    version_at_add=info.version, upstream=bool(upstream)),
         )
         return _register(library, src)
 
@@ -533,7 +540,7 @@ def add(library: Library, spec: str, *, name: str | None = None,
         src = RegisteredSource(
             id=source_id, kind=kind, url=url, location=str(dest),
             license=licenses.for_tree(work),
-            settings={"ref": ref, "repository": repository, "head_at_add": commit},
+            settings=SourceSettings(ref=ref, repository=repository, head_at_add=commit),
         )
         if dest.exists():  # left behind by a removed source of the same name
             shutil.rmtree(dest)
@@ -584,10 +591,10 @@ def describe(src: RegisteredSource) -> dict[str, Any]:
         "url": src.url,
         "state": src.state,
         "pin": src.last_commit or src.last_version,
-        "ref": src.settings.get("ref"),
+        "ref": src.settings.ref,
         "license": src.license,
         "last_refresh": src.last_refresh,
         "last_error": src.last_error,
-        "last_error_when": src.settings.get("last_error_when"),
-        "layers": list(src.settings.get("layers") or []) if src.kind == "package" else [],
+        "last_error_when": src.settings.last_error_when,
+        "layers": list(src.settings.layers) if src.kind == "package" else [],
     }

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from ..badges import Badge
 from ..model import (
+    REF_RULE,
     SHA256,
     Flag,
     FlagKind,
@@ -64,6 +65,7 @@ class SourceBody:
 
     source: str = field(metadata=rule(max_length=MAX_TEXT, nonblank=True))
     name: str | None = field(default=None, metadata=rule(max_length=64, pattern=SOURCE_NAME))
+    ref: str | None = field(default=None, metadata=REF_RULE)
 
 
 @dataclass

@@ -387,7 +387,7 @@ class SourcesHandler(BaseHandler):
     @errors_as_json
     async def post(self) -> None:
         body = self.json_body(SourceBody)
-        source = await self.service.add_source(body["source"], body.get("name"))
+        source = await self.service.add_source(body["source"], body.get("name"), body.get("ref"))
         self.reply({"source": source}, status=201)
 
 

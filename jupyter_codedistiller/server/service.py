@@ -179,11 +179,12 @@ class LibraryService:
             raise ServiceError(400, f"no folder {raw!r} in the Jupyter root directory")
         return str(path)
 
-    async def add_source(self, source: str, name: str | None) -> dict[str, Any]:
+    async def add_source(self, source: str, name: str | None, ref: str | None = None) -> dict[str, Any]:
         """Register a source by running ``codedistiller add`` in a child process."""
         argument = self.source_argument(source)
         before = {s.id for s in await self.call(lambda lib: lib.sources(include_removed=True))}
-        args = ["add"] + (["--name", name] if name else []) + ["--", argument]
+        args = (["add"] + (["--name", name] if name else []) + (["--ref", ref] if ref else [])
+                + ["--", argument])
         proc = await asyncio.create_subprocess_exec(
             *cli_command(self.home, *args),
             stdin=asyncio.subprocess.DEVNULL,

@@ -51,6 +51,8 @@ export interface IReviewBody {
 export interface ISourceBody {
   source: string;
   name?: string | null;
+  /** The branch or tag followed (git); null: the one checked out when added. */
+  ref?: string | null;
 }
 
 /** POST refresh. */
@@ -281,7 +283,38 @@ export interface IRegisteredSource {
   last_refresh: string | null;
   last_error: string | null;
   license: string | null;
-  settings: Record<string, unknown>;
+  settings: ISourceSettings;
+}
+
+/** What a source was added with and what its refreshes keep between passes. */
+export interface ISourceSettings {
+  /** The branch or tag followed (git); null: the one checked out when added. */
+  ref: string | null;
+  /** The browsable upstream repository, if known. */
+  repository: string | null;
+  /** git: the commit when added. */
+  head_at_add: string | null;
+  /** pkg: the distribution's name. */
+  package: string | null;
+  /** pkg: the installed version when added. */
+  version_at_add: string | null;
+  /** pkg: read the upstream repository or sdist, not only the installed files. */
+  upstream: boolean;
+  /** The extractor version of the last refresh (a new one reads every file again). */
+  extractor: string | null;
+  /** pkg: what the last refresh read, one line per layer. */
+  layers: string[];
+  /** pkg: the upstream layer's identity at the last refresh. */
+  layers_key: string | null;
+  last_error_when: string | null;
+  /** Registered as part of the default library. */
+  default: boolean;
+  /** Refresh order among default sources. */
+  order: number;
+  /** Validate at most this many snippets per refresh (default sources). */
+  validate_per_pass: number | null;
+  /** What the LLM pass tried (generate.remember), so it does not pay twice. */
+  llm: Record<string, unknown>;
 }
 
 /** POST sources: the source as registered. */

@@ -301,10 +301,17 @@ async def test_review_persists_and_checks_revision(jp_fetch, fixture_library, ho
     assert stale.code == 400 and "revision" in answer(stale)["message"]
 
 
-async def test_sources_and_status(jp_fetch, fixture_library):
+async def test_sources_and_status(jp_fetch, fixture_library, home):
+    with Library.open(home) as lib:  # a key a newer version wrote: kept, never answered
+        src = lib.source("fixture")
+        src.settings.unknown = {"mirror": "https://example.org/m.git"}
+        lib.save_source(src)
     data = answer(await jp_fetch(*API, "sources"))
     check_spec(data, "/sources", "get", 200)
     assert [s["id"] for s in data["sources"]] == ["fixture"]
+    assert "mirror" not in data["sources"][0]["settings"]
+    with Library.open(home) as lib:
+        assert lib.source("fixture").settings.unknown == {"mirror": "https://example.org/m.git"}
 
     status = answer(await jp_fetch(*API, "status"))
     check_spec(status, "/status", "get", 200)
@@ -367,12 +374,18 @@ async def test_add_source_then_refresh_it_makes_its_example_searchable(jp_fetch,
     who = git.Actor("t", "t@example.org")
     repo.index.commit("first", author=who, committer=who)
 
+    for bad in ("-x", "a..b", "x y", "r" * 256, 3):
+        refused = await raw("sources", method="POST",
+                            body=json.dumps({"source": "examples-repo", "name": "mine", "ref": bad}))
+        assert refused.code == 400 and "'ref'" in answer(refused)["message"], refused.body
     r = await jp_fetch(*API, "sources", method="POST",
-                       body=json.dumps({"source": "examples-repo", "name": "mine"}))
+                       body=json.dumps({"source": "examples-repo", "name": "mine",
+                                        "ref": repo.active_branch.name}))
     assert r.code == 201
     data = answer(r)
     check_spec(data, "/sources", "post", 201)
     assert data["source"]["id"] == "mine"
+    assert data["source"]["settings"]["ref"] == repo.active_branch.name
     listed = answer(await jp_fetch(*API, "sources"))
     assert "mine" in [s["id"] for s in listed["sources"]]
 
