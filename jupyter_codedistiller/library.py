@@ -133,7 +133,9 @@ class LibraryStatus:
         description="How validated snippets were contained: isolation level -> count."))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["sources"] = [s.to_dict() for s in self.sources]  # declared settings only
+        return data
 
 
 class SearchResults(list):
