@@ -844,12 +844,14 @@ class Library:
         for query expansion, replacing what was learnt before; returns how many terms have some."""
         from . import vocabulary
 
-        def documents() -> Iterator[set[str]]:
-            for (data,) in self._read("SELECT data FROM snippets WHERE lifecycle = 'active'"):
-                s = Snippet.from_dict(json.loads(data))
-                yield vocabulary.words(" ".join(index_text(s)))
-
-        learnt = vocabulary.related(documents())
+        # Snippets of one package with one title (a method documented alike on several classes)
+        # are one document: their shared words are one piece of evidence, not several.
+        documents: dict[tuple[str, str], set[str]] = {}
+        for (data,) in self._read("SELECT data FROM snippets WHERE lifecycle = 'active'"):
+            s = Snippet.from_dict(json.loads(data))
+            key = (s.source.package or s.source.source_id or "", s.title.strip().lower() or s.id)
+            documents.setdefault(key, set()).update(vocabulary.words(" ".join(index_text(s))))
+        learnt = vocabulary.related(documents.values())
         with self.transaction() as conn:
             conn.execute("DELETE FROM vocabulary")
             conn.executemany(

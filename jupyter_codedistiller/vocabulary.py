@@ -24,6 +24,10 @@ MIN_TOGETHER = 2
 MIN_WEIGHT = 0.3
 RELATED_PER_TERM = 5
 MAX_DOCUMENTS = 20_000
+# Numbers and short numbered names (1e5, x1, df2) say nothing about what code does; nor do
+# numbered names met with several numbers in the library (data1, data2), see ``related``.
+_NUMBERED = re.compile(r"\d\w*|[a-z]{1,2}\d+", re.IGNORECASE)
+_NUMBER_SUFFIX = re.compile(r"([a-z]+?)(\d+)")
 
 
 def normal(word: str) -> str:
@@ -34,7 +38,8 @@ def normal(word: str) -> str:
 
 def words(text: str) -> set[str]:
     """The countable words of ``text``."""
-    return {normal(w) for w in _TOKEN.findall(text or "") if w.lower() not in STOPWORDS and not w.isdigit()}
+    return {normal(w) for w in _TOKEN.findall(text or "")
+            if w.lower() not in STOPWORDS and not _NUMBERED.fullmatch(w)}
 
 
 def related(documents: Iterable[set[str]]) -> dict[str, list[tuple[str, float]]]:
@@ -43,12 +48,20 @@ def related(documents: Iterable[set[str]]) -> dict[str, list[tuple[str, float]]]
     Weight is the cosine of the two words' document sets, ``together / sqrt(df_a * df_b)``;
     only words in at most ``max(20, 5%)`` of the documents count (common words relate to everything).
     """
-    docs = list(itertools.islice(documents, MAX_DOCUMENTS))
+    # The same words twice (a method documented on two classes alike) are one piece of evidence.
+    docs = list(dict.fromkeys(frozenset(d) for d in itertools.islice(documents, MAX_DOCUMENTS)))
     df = Counter(w for d in docs for w in d)
+    numbers: dict[str, set[str]] = {}
+    for w in df:
+        if m := _NUMBER_SUFFIX.fullmatch(w):
+            numbers.setdefault(m.group(1), set()).add(m.group(2))
+    for w in [w for w in df if _NUMBERED.fullmatch(w)
+              or ((m := _NUMBER_SUFFIX.fullmatch(w)) and len(numbers[m.group(1)]) > 1)]:
+        del df[w]  # a generated name (result1, result2), not a word
     ceiling = max(20, len(docs) // 20)
     pairs: Counter[tuple[str, str]] = Counter()
     for d in docs:
-        distinctive = sorted((w for w in d if MIN_TOGETHER <= df[w] <= ceiling), key=lambda w: (df[w], w))
+        distinctive = sorted((w for w in d if MIN_TOGETHER <= df.get(w, 0) <= ceiling), key=lambda w: (df[w], w))
         pairs.update(itertools.combinations(sorted(distinctive[:PER_DOCUMENT]), 2))
     out: dict[str, list[tuple[str, float]]] = {}
     for (a, b), together in pairs.items():

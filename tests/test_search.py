@@ -362,3 +362,27 @@ def test_a_word_and_the_short_word_after_it_meet_their_joined_spelling(library: 
         results = library.search(query)
         assert set(ids(results)) == {joined.id, spaced.id}, query
         assert results.notice is None and all(not r.missing for r in results), query
+
+
+def test_numbers_and_generated_names_are_not_vocabulary() -> None:
+    from jupyter_codedistiller.vocabulary import words
+
+    docs = [{"alpha", "x1", "df2", "1e5", "result1", "gbsg2"}, {"alpha", "x1", "df2", "1e5", "result2", "gbsg2"},
+            {"beta", "result3"}]
+    learnt = related(docs)
+    assert {r for r, _ in learnt["alpha"]} == {"gbsg2"}  # a name with one number is a name
+    assert words("x1 = df2.fit(1e5); tumour") == {"fit", "tumour"}
+
+
+def test_one_method_documented_alike_on_several_classes_is_one_piece_of_evidence(library: Library) -> None:
+    # Three classes carry the same docstring (one title), which mentions "coolwarm" and "outcome"
+    # together: that is one document, not three, so the two words do not become related.
+    for i in range(3):
+        library.put(make_snippet(f"same{i}", title="Plot partial effects on the outcome",
+                                 summary="Colours by coolwarm.", code=code(f"same{i}", f"Fitter{i}()\n")))
+    for i in range(2):
+        library.put(make_snippet(f"fdr{i}", title=f"Correct p-values, way {i}", summary="Benjamini-Hochberg.",
+                                 code=code(f"fdr{i}", "multipletests(values, method='fdr_bh')\n")))
+    library.learn_vocabulary()
+    assert "coolwarm" not in library.related_terms("outcome")
+    assert "benjamini" in library.related_terms("fdr")
