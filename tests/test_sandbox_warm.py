@@ -65,7 +65,7 @@ HOSTILE = {
 
 def state_of(v: sandbox.Validation) -> dict:
     assert v.status == "passed", (v.reason, v.stderr_tail)
-    return json.loads(v.stdout_tail.rpartition("STATE")[2])
+    return json.loads(v.stdout_tail.rpartition("STATE")[2].splitlines()[0])
 
 
 def test_nothing_a_snippet_does_is_visible_to_the_next() -> None:
@@ -233,3 +233,87 @@ def test_a_pool_killed_mid_batch_is_restarted_and_one_that_keeps_dying_raises() 
     finally:
         WarmPool.run = original  # type: ignore[method-assign]
     assert zygotes() == []
+
+
+HOLDER = r'''
+import os, socket, subprocess, tempfile, time
+open("/tmp/evil", "w").write("x")
+open("/dev/shm/evil", "w").write("x")
+open(os.path.join(tempfile.gettempdir(), "evil"), "w").write("x")
+subprocess.Popen(["sleep", "600"])
+listener = socket.socket()
+listener.bind(("127.0.0.1", 50007))
+listener.listen()
+print("HELD", time.time())
+time.sleep(8)
+print("FREED", time.time())
+'''
+
+TIMED_PROBE = PROBE + r'''
+import socket, time
+try:
+    socket.create_connection(("127.0.0.1", 50007), timeout=1).close()
+    port = "open"
+except OSError:
+    port = "closed"
+print("AT", time.time(), port)
+'''
+
+
+def test_interpreters_side_by_side_are_each_a_full_sandbox() -> None:
+    # One shared queue, two warm interpreters: while one child holds files in /tmp and /dev/shm,
+    # a process and a loopback port, the other interpreter's children see none of it.
+    tasks = [Task(HOLDER)] + [Task(TIMED_PROBE) for _ in range(40)]
+    results = dict((id(t), v) for t, v in validate_many(tasks, settings=FAST, workers=2))
+    assert [results[id(t)].mode for t in tasks] == ["warm"] * len(tasks)
+    held = results[id(tasks[0])]
+    assert held.status == "passed", (held.reason, held.stderr_tail)
+    start = float(held.stdout_tail.split("HELD")[1].split()[0])
+    end = float(held.stdout_tail.split("FREED")[1].split()[0])
+    during = []
+    for t in tasks[1:]:
+        v = results[id(t)]
+        seen = state_of(v)
+        at, port = v.stdout_tail.rpartition("\nAT ")[2].split()[:2]
+        assert "evil" not in seen["tmp"] and (seen["shm"], seen["others"], port) == ([], [], "closed")
+        if start < float(at) < end:
+            during.append(seen)
+    assert during, "no probe ran while the other interpreter's child held its resources"
+
+
+def test_a_pool_dying_twice_with_interpreters_side_by_side_raises_and_closes_them_all() -> None:
+    original = WarmPool.run
+
+    def dies(self: WarmPool, code: str) -> sandbox.supervise.Run:
+        if "die" in code:
+            self.close()
+            raise PoolDied("killed")
+        return original(self, code)
+
+    WarmPool.run = dies  # type: ignore[method-assign]
+    try:
+        tasks = [Task(f"print({i})") for i in range(6)] + [Task("# die")] + [Task(f"print({i})") for i in range(20)]
+        got = []
+        with pytest.raises(PoolDied):
+            for _t, v in validate_many(tasks, settings=FAST, workers=2):
+                got.append(v)
+        assert got and all(v.status == "passed" for v in got) and len(got) < len(tasks)
+    finally:
+        WarmPool.run = original  # type: ignore[method-assign]
+    assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _ours_zygote(int(p.name))]
+
+
+def _ours_zygote(pid: int) -> bool:
+    try:
+        if b"The warm interpreter: exec'd" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return False
+    except OSError:
+        return False
+    while pid > 1:
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+        if pid == os.getpid():
+            return True
+    return False

@@ -37,7 +37,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -703,41 +702,27 @@ def _validate(library: Library, src: RegisteredSource, plan: Plan | None, rep: S
                      checkout, finish)
         return
 
-    # Lanes of work, most wanted first in each: one warm interpreter per lane serves it in order.
-    lanes: list[list[Snippet]] = [todo[i::max(workers, 1)] for i in range(max(workers, 1))]
-    lock = threading.Lock()
+    # One shared queue, most wanted first, served by ``workers`` warm interpreters (each a full sandbox).
+    tasks = [sandbox.Task(s.code, tuple(python_path(s)), dict(s.requirements), s) for s in todo]
+    left = {s.id: s for s in todo}
     done = 0
-
-    def lane(snippets: list[Snippet]) -> None:
-        nonlocal done
-        tasks = [sandbox.Task(s.code, tuple(python_path(s)), dict(s.requirements), s) for s in snippets]
-        left = {s.id: s for s in snippets}
-        try:
-            for task, v in sandbox.validate_many(tasks, settings=settings):
-                s = task.key
-                finish(s, v)
-                library.set_validation(s.id, v, revision=s.revision)
-                left.pop(s.id, None)
-                with lock:
-                    if v.status in ("passed", "failed", "timeout", "skipped"):
-                        setattr(rep, v.status, getattr(rep, v.status) + 1)
-                    else:
-                        rep.pending += 1
-                    done += 1
-                    publish(src.id, "validate", done, len(todo), s.source.path)
-        except Exception as exc:  # the sandbox itself broke: what is left stays pending
-            with lock:
-                rep.problems.append(f"{src.id}: could not validate {len(left)} snippets: "
-                                    f"{type(exc).__name__}: {exc}"[:300])
-                rep.pending += len(left)
-
     publish(src.id, "validate", 0, len(todo))
-    threads = [threading.Thread(target=lane, args=(chunk,), name="codedistiller-validate", daemon=True)
-               for chunk in lanes if chunk]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    try:
+        for task, v in sandbox.validate_many(tasks, settings=settings, workers=workers):
+            s = task.key
+            finish(s, v)
+            library.set_validation(s.id, v, revision=s.revision)
+            left.pop(s.id, None)
+            if v.status in ("passed", "failed", "timeout", "skipped"):
+                setattr(rep, v.status, getattr(rep, v.status) + 1)
+            else:
+                rep.pending += 1
+            done += 1
+            publish(src.id, "validate", done, len(todo), s.source.path)
+    except Exception as exc:  # the sandbox itself broke: what is left stays pending
+        rep.problems.append(f"{src.id}: could not validate {len(left)} snippets: "
+                            f"{type(exc).__name__}: {exc}"[:300])
+        rep.pending += len(left)
 
 
 def _wanted(s: Snippet) -> tuple:

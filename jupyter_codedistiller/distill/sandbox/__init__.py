@@ -47,11 +47,13 @@ prints the repr), as in the Jupyter kernels the snippets are meant for.
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 import signal
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ...model import Validation, utcnow
 from .. import capture
@@ -60,6 +62,9 @@ from .probe import Info, Plan, describe, interpreter_info, isolation_available, 
 from .reasons import escapes_without_namespaces, final_exception, signal_name, skip_reason, static_needs, tail
 from .settings import ISOLATION_METHODS, SandboxSettings, isolates_network, weakest_isolation
 from .supervise import Run, execute
+
+if TYPE_CHECKING:
+    from .warm import WarmPool
 
 __all__ = [
     "ISOLATION_METHODS",
@@ -206,17 +211,21 @@ def warm_available(settings: SandboxSettings | None = None) -> str | None:
 
 
 def validate_many(tasks: Iterable[Task], *, settings: SandboxSettings | None = None,
-                  warm: bool = True) -> Iterator[tuple[Task, Validation]]:
-    """Validate ``tasks`` in the order given, yielding each ``(task, validation)`` as it is done.
+                  warm: bool = True, workers: int = 1) -> Iterator[tuple[Task, Validation]]:
+    """Validate ``tasks``, yielding each ``(task, validation)`` as it is done.
 
-    Tasks sharing a ``python_path`` are served by one warm interpreter that has
-    imported the installed modules they use (rebuilt when an installed version
-    changes); what it cannot serve runs cold, with ``mode_reason`` saying why.
-    Raises ``warm.PoolDied`` when the warm interpreter dies twice running the same
-    snippet: what was yielded is done, the rest is left to the caller (pending).
+    ``workers`` servers take tasks from one shared queue, in the order given
+    (tasks sharing a ``python_path`` together); with one, results come in that
+    order, with more, as they are done. Each server is a warm interpreter of its
+    own, a full sandbox (own namespaces, ``/tmp``, ``/dev/shm``, loopback,
+    ``/proc``), that has imported the installed modules its tasks use (rebuilt
+    when an installed version changes); what it cannot serve runs cold, with
+    ``mode_reason`` saying why. Raises ``warm.PoolDied`` when a warm interpreter
+    dies twice running the same snippet: what was yielded is done, the rest is
+    left to the caller (pending).
     """
     from .distributions import installed
-    from .warm import PoolDied, WarmPool, dotted_imports, warm_modules
+    from .warm import dotted_imports, warm_modules
 
     settings = settings or SandboxSettings()
     tasks = list(tasks)
@@ -224,56 +233,156 @@ def validate_many(tasks: Iterable[Task], *, settings: SandboxSettings | None = N
     info = interpreter_info(interpreter)
     no_warm = "warm is off" if not warm else warm_available(settings)
     if isinstance(info, str) or no_warm:
-        for t in tasks:
-            v = validate(t.code, python_path=t.python_path, settings=settings, requirements=t.requirements)
-            if not isinstance(info, str):
-                v.mode_reason = no_warm
-            yield t, v
+        def cold() -> _Cold:
+            return _Cold(settings, None if isinstance(info, str) else no_warm)
+
+        yield from _shared_queue([(t, ()) for t in tasks], workers, cold)
         return
     plan, features = plan_for(settings.isolation)
     groups: dict[tuple[str, ...], list[Task]] = {}
     for t in tasks:
         groups.setdefault(tuple(os.path.realpath(p) for p in t.python_path), []).append(t)
     tops = set(installed(info.sys_path).tops)
-    for path, batch in groups.items():
-        modules = warm_modules([t.code for t in batch], path, tops)
-        pool: WarmPool | None = None
-        why_cold: str | None = None
+    modules = {path: warm_modules([t.code for t in batch], path, tops) for path, batch in groups.items()}
+    queue = [(t, path) for path, batch in groups.items() for t in batch]
 
-        def fresh(path: tuple[str, ...] = path, modules: tuple[str, ...] = modules) -> WarmPool:
-            p = WarmPool(plan, features, settings, interpreter, info, path, modules)
-            p.start()
-            return p
+    def server() -> _Warm:
+        return _Warm(settings, plan, features, interpreter, info, modules, dotted_imports)
 
-        try:
+    yield from _shared_queue(queue, workers, server)
+
+
+class _Cold:
+    """Serves every task cold (no warm pool on this machine, or warm is off)."""
+
+    def __init__(self, settings: SandboxSettings, why: str | None) -> None:
+        self.settings, self.why = settings, why
+
+    def serve(self, t: Task, path: tuple[str, ...]) -> Validation:
+        v = validate(t.code, python_path=t.python_path, settings=self.settings, requirements=t.requirements)
+        if self.why:
+            v.mode_reason = self.why
+        return v
+
+    def close(self) -> None:
+        pass
+
+
+class _Warm:
+    """One warm interpreter at a time (for the python_path of the task at hand) and its cold fallback."""
+
+    def __init__(self, settings: SandboxSettings, plan: Plan, features: Sequence[str], interpreter: str,
+                 info: Info, modules: Mapping[tuple[str, ...], tuple[str, ...]], dotted_imports: Callable) -> None:
+        self.settings, self.plan, self.features = settings, plan, tuple(features)
+        self.interpreter, self.info, self.modules, self.needs = interpreter, info, modules, dotted_imports
+        self.pool: WarmPool | None = None
+        self.path: tuple[str, ...] | None = None
+        self.why_cold: str | None = None
+
+    def _fresh(self, path: tuple[str, ...]) -> WarmPool:
+        from .warm import WarmPool
+
+        p = WarmPool(self.plan, self.features, self.settings, self.interpreter, self.info, path, self.modules[path])
+        p.start()
+        return p
+
+    def serve(self, t: Task, path: tuple[str, ...]) -> Validation:
+        from .warm import PoolDied
+
+        s, plan, info = self.settings, self.plan, self.info
+        when = utcnow()
+        refused = refusal(t.code, s, plan, self.features, self.interpreter, info, when)
+        if refused is not None:
+            return refused
+        if path != self.path:  # the next python_path's tasks: its own warm interpreter
+            self.close()
+            self.path, self.why_cold = path, None
             try:
-                pool = fresh()
+                self.pool = self._fresh(path)
             except PoolDied as exc:
-                why_cold = str(exc)
-            for t in batch:
-                when = utcnow()
-                refused = refusal(t.code, settings, plan, features, interpreter, info, when)
-                if refused is not None:
-                    yield t, refused
-                    continue
-                needs = dotted_imports(t.code)
-                broken = sorted(m for m in (pool.failed if pool else {}) if m in needs)
-                if pool is None or broken:
-                    v = validate(t.code, python_path=t.python_path, settings=settings, requirements=t.requirements)
-                    v.mode_reason = why_cold or (f"warm-up could not import {broken[0]}: "
-                                                 f"{pool.failed[broken[0]]}" if pool else None)
-                    yield t, v
-                    continue
-                if not pool.current():  # an installed distribution changed: warm up again
-                    pool.close()
-                    pool = fresh()
-                try:
-                    run = pool.run(t.code)
-                except PoolDied:
-                    pool.close()
-                    pool = fresh()  # once more, in a fresh interpreter
-                    run = pool.run(t.code)
-                yield t, judge(t.code, run, plan, settings, interpreter, info, path, t.requirements, when, "warm")
+                self.why_cold = str(exc)
+        pool = self.pool
+        needs = self.needs(t.code)
+        broken = sorted(m for m in (pool.failed if pool else {}) if m in needs)
+        if pool is None or broken:
+            v = validate(t.code, python_path=t.python_path, settings=s, requirements=t.requirements)
+            v.mode_reason = self.why_cold or (f"warm-up could not import {broken[0]}: "
+                                              f"{pool.failed[broken[0]]}" if pool else None)
+            return v
+        if not pool.current():  # an installed distribution changed: warm up again
+            pool.close()
+            self.pool = pool = self._fresh(path)
+        try:
+            run = pool.run(t.code)
+        except PoolDied:
+            pool.close()
+            self.pool = pool = self._fresh(path)  # once more, in a fresh interpreter
+            run = pool.run(t.code)
+        return judge(t.code, run, plan, s, self.interpreter, info, path, t.requirements, when, "warm")
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+
+
+def _shared_queue(queue: list[tuple[Task, tuple[str, ...]]], workers: int,
+                  server: Callable[[], _Cold | _Warm]) -> Iterator[tuple[Task, Validation]]:
+    """Serve ``queue`` with ``workers`` servers taking from it in order; yield results as they come.
+
+    The first error a server raises stops the others taking more; what they finish is yielded,
+    then the error is raised, after every server is closed.
+    """
+    workers = max(1, min(workers, len(queue)))
+    if workers == 1:  # in this thread, in order, one task at a time as the caller asks
+        one = server()
+        try:
+            for t, path in queue:
+                yield t, one.serve(t, path)
         finally:
-            if pool is not None:
-                pool.close()
+            one.close()
+        return
+    import queue as queues
+    import threading
+
+    lock = threading.Lock()
+    pending = collections.deque(queue)
+    out: queues.Queue = queues.Queue()
+    stop = threading.Event()
+
+    def work() -> None:
+        mine = server()
+        try:
+            while not stop.is_set():
+                with lock:
+                    if not pending:
+                        break
+                    t, path = pending.popleft()
+                out.put((t, mine.serve(t, path)))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            stop.set()
+            out.put(exc)
+        finally:
+            mine.close()
+            out.put(None)
+
+    threads = [threading.Thread(target=work, name="codedistiller-sandbox", daemon=True) for _ in range(workers)]
+    for th in threads:
+        th.start()
+    error: BaseException | None = None
+    running = workers
+    try:
+        while running:
+            item = out.get()
+            if item is None:
+                running -= 1
+            elif isinstance(item, BaseException):
+                error = error or item
+            else:
+                yield item
+    finally:
+        stop.set()
+        for th in threads:
+            th.join()
+    if error is not None:
+        raise error
