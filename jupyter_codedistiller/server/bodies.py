@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..badges import Badge
+from ..library import LibraryStatus
 from ..model import (
     REF_RULE,
     SHA256,
     Flag,
     FlagKind,
-    ProgressEntry,
     RegisteredSource,
     ReviewDecision,
     ReviewEvent,
@@ -25,6 +25,7 @@ from ..model import (
 )
 from ..schema import rule
 from ..settings import Policy
+from ..textview import HistoryEvent, ProvenanceRow
 from ..titles import Headline
 
 MAX_TEXT = 2000
@@ -101,6 +102,12 @@ class SnippetView(Snippet):
     where: str = field(default="", metadata=rule(description="A short name of the package or repository."))
     headline: Headline = field(default_factory=lambda: Headline("", "", ""), metadata=rule(
         description="What every view shows (titles.headline), made once on the server side."))
+    provenance: list[ProvenanceRow] = field(default_factory=list, metadata=rule(
+        description="Where it came from, how it was made and checked (textview.provenance_rows)."))
+    history: list[HistoryEvent] = field(default_factory=list, metadata=rule(
+        description="Its reviews and flags, oldest first (textview.history_events)."))
+    validation_note: str | None = field(default=None, metadata=rule(
+        description="Why running it needs a second thought; null when it passed validation."))
 
 
 @dataclass
@@ -133,7 +140,9 @@ class SearchAnswer:
     filters: dict[str, str]
     has_more: bool
     building: Building | None = field(metadata=rule(
-        description="How far the library is from built (null when nothing waits); the panel says so."))
+        description="How far the library is from built (null when nothing waits)."))
+    building_note: str = field(metadata=rule(
+        description="The same as a sentence (textview.building_note; empty when built); the panel shows it."))
     notice: str | None = field(metadata=rule(
         description="Set when no snippet matches every word: \"no snippet matches 'zzqx'; closest:\"."))
     results: list[SearchResult]
@@ -206,25 +215,13 @@ class RefreshAnswer:
 
 
 @dataclass
-class Status:
-    """GET status: library size, states, sources, the distiller's progress, the API's refresh job."""
+class Status(LibraryStatus):
+    """GET status: ``Library.status()``, the team policy, the API's refresh job, the status line."""
 
-    path: str
-    schema_version: int
-    snippets: int = field(metadata=rule(minimum=0))
-    retired: int = field(metadata=rule(minimum=0))
-    validation: dict[str, int]
-    review: dict[str, int]
-    origin: dict[str, int]
-    flagged: int = field(metadata=rule(minimum=0))
-    sources: list[RegisteredSource]
-    progress: dict[str, ProgressEntry] = field(metadata=rule(
-        description="What long jobs (the distiller, the daemon) last published, by key."))
-    size_bytes: int = field(metadata=rule(minimum=0))
-    isolation: dict[str, int] = field(metadata=rule(
-        description="How validated snippets were contained: isolation level -> count."))
     policy: Policy
     refresh: RefreshJob | None
+    status_line: str = field(metadata=rule(
+        description="The library in one line (textview.status_line); the panel shows it."))
 
 
 ANSWERS = (ErrorAnswer, SearchAnswer, SnippetDetail, FlagAnswer, ReviewAnswer, SourcesAnswer,

@@ -32,6 +32,7 @@ from ..model import (
 from ..provenance import cell_metadata, cell_source, insert_blockers, insert_warnings, marker_line
 from ..schema import check
 from ..settings import SettingsError, load_settings
+from ..textview import building_note, history_events, provenance_rows, status_line, validation_note
 from ..titles import headline
 from . import API_PREFIX
 from .bodies import SOURCE_NAME, FlagBody, RefreshBody, ResolveBody, ReviewBody, SourceBody
@@ -86,6 +87,10 @@ def snippet_json(s: Snippet) -> dict[str, Any]:
     data["link"] = s.source.link()
     data["where"] = s.package_or_repository
     data["headline"] = headline(s).to_dict()  # title, API, summary: what every view shows
+    # The phrases of textview, finished here so that the panel shows them as they are.
+    data["provenance"] = [asdict(row) for row in provenance_rows(s)]
+    data["history"] = [asdict(e) for e in history_events(s)]
+    data["validation_note"] = validation_note(s)
     return data
 
 
@@ -301,6 +306,7 @@ class SearchHandler(BaseHandler):
             "filters": filters,
             "has_more": len(results) > limit,
             "building": progress,
+            "building_note": building_note(progress),
             "notice": getattr(results, "notice", None),
             "results": [result_json(r) for r in results[:limit]],
         })
@@ -414,15 +420,15 @@ class StatusHandler(BaseHandler):
     @web.authenticated
     @errors_as_json
     async def get(self) -> None:
-        def status_with_policy(lib: Library) -> dict[str, Any]:
-            status = lib.status().to_dict()
-            status["policy"] = load_settings(lib.path.parent).policy
-            return status
-
-        status = await self.library(status_with_policy)
         job = self.service.refresh_job
-        status["refresh"] = job.to_dict() if job else None
-        self.reply(status)
+        refresh = job.to_dict() if job else None
+
+        def status_with_policy(lib: Library) -> dict[str, Any]:
+            st = lib.status()
+            return {**st.to_dict(), "policy": load_settings(lib.path.parent).policy,
+                    "refresh": refresh, "status_line": status_line(st, refresh)}
+
+        self.reply(await self.library(status_with_policy))
 
 
 class FigureHandler(BaseHandler):

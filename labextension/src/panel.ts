@@ -26,19 +26,7 @@ import {
 import { Widget } from '@lumino/widgets';
 
 import { ApiError, CodeDistillerClient } from './client';
-import {
-  buildingNote,
-  codePreview,
-  emptyState,
-  figures,
-  headlineOf,
-  validationCaution,
-  FLAG_KINDS,
-  ISearchFilters,
-  provenanceRows,
-  safeLink,
-  statusLine
-} from './models';
+import { codePreview, emptyState, figures, headlineOf, FLAG_KINDS, ISearchFilters, safeLink } from './models';
 import type { FlagKind, IBadge, IOutput, ISearchResult, ISnippetDetail, ISnippetView, IStatus } from './records';
 
 /** The user settings the panel follows (schema/plugin.json). */
@@ -407,7 +395,7 @@ export class CodeDistillerPanel extends Widget {
       if (!more) {
         const none = !answer.results.length;
         this.empty.replaceChildren(
-          ...(none ? emptyState(answer.query, this.filters, answer.building) : []).map(line =>
+          ...(none ? emptyState(answer.query, this.filters, answer.building_note) : []).map(line =>
             el('p', '', line)
           )
         );
@@ -415,7 +403,7 @@ export class CodeDistillerPanel extends Widget {
         const notice = answer.notice
           ? answer.notice.charAt(0).toUpperCase() + answer.notice.slice(1)
           : '';
-        this.say(none ? '' : [buildingNote(answer.building), notice].filter(Boolean).join(' '));
+        this.say(none ? '' : [answer.building_note, notice].filter(Boolean).join(' '));
       }
       // What the list shows now: lets tests and styles tell a finished search apart.
       this.node.dataset.query = answer.query;
@@ -433,9 +421,9 @@ export class CodeDistillerPanel extends Widget {
   async refreshStatus(): Promise<void> {
     try {
       const status: IStatus = await this.options.client.status();
-      this.statusNode.textContent = statusLine(status);
+      this.statusNode.textContent = status.status_line;
       this.statusNode.title = [
-        statusLine(status),
+        status.status_line,
         ...status.sources.map(
           s => `${s.id}: ${s.state}${s.last_refresh ? `, updated ${s.last_refresh}` : ''}`
         )
@@ -587,6 +575,9 @@ export class CodeDistillerPanel extends Widget {
     if (head.summary) {
       node.appendChild(el('p', 'jp-codedistiller-details-summary', head.summary)); // the card cuts it
     }
+    if (s.validation_note) {
+      node.appendChild(el('p', 'jp-codedistiller-caution', s.validation_note));
+    }
     const code = el('pre', 'jp-codedistiller-fullcode cm-s-jupyter');
     this.highlight(s.code, s.language, code);
     this.section(node, 'Code').appendChild(code);
@@ -618,14 +609,11 @@ export class CodeDistillerPanel extends Widget {
     }
 
     const table = el('table', 'jp-codedistiller-provenance');
-    for (const [label, value] of provenanceRows(s)) {
-      if (!label) {
-        continue; // history rows: shown below, as a list
-      }
-      const row = el('tr');
-      row.appendChild(el('th', '', label));
-      row.appendChild(el('td', '', value));
-      table.appendChild(row);
+    for (const row of s.provenance) {
+      const tr = el('tr');
+      tr.appendChild(el('th', '', row.label));
+      tr.appendChild(el('td', '', row.text));
+      table.appendChild(tr);
     }
     const where = this.section(node, 'Where it comes from');
     where.appendChild(table);
@@ -639,28 +627,15 @@ export class CodeDistillerPanel extends Widget {
       where.appendChild(a);
     }
 
-    const events: Array<[string, string]> = [
-      ...s.review.history.map(
-        e => [e.when, `${e.status} revision ${e.revision} by ${e.by}${e.note ? `: ${e.note}` : ''}`] as [string, string]
-      ),
-      ...s.flags.map(
-        f =>
-          [
-            f.when,
-            `flagged ${f.kind} by ${f.by}: ${f.reason}` +
-              (f.resolved ? ` (resolved by ${f.resolved_by}${f.resolution ? `: ${f.resolution}` : ''})` : ' (open)')
-          ] as [string, string]
-      )
-    ].sort((a, b) => a[0].localeCompare(b[0]));
     const history = this.section(node, 'History');
-    if (!events.length) {
+    if (!s.history.length) {
       history.appendChild(el('div', 'jp-codedistiller-note', 'No reviews or flags yet.'));
     } else {
       const ol = el('ol', 'jp-codedistiller-history');
-      for (const [when, what] of events) {
+      for (const event of s.history) {
         const li = el('li');
-        li.appendChild(el('span', 'jp-codedistiller-when', when.slice(0, 10)));
-        li.appendChild(document.createTextNode(` ${what}`));
+        li.appendChild(el('span', 'jp-codedistiller-when', event.when.slice(0, 10)));
+        li.appendChild(document.createTextNode(` ${event.text}`));
         ol.appendChild(li);
       }
       history.appendChild(ol);
@@ -670,7 +645,7 @@ export class CodeDistillerPanel extends Widget {
   private async insert(s: ISnippetView): Promise<void> {
     try {
       const detail = await this.options.client.snippet(s.id);
-      const caution = validationCaution(detail);
+      const caution = detail.validation_note;
       if (detail.insert_blockers.length) {
         const answer = await showDialog({
           title: 'Insert anyway?',

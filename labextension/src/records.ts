@@ -74,8 +74,10 @@ export interface ISearchAnswer {
   offset: number;
   filters: Record<string, string>;
   has_more: boolean;
-  /** How far the library is from built (null when nothing waits); the panel says so. */
+  /** How far the library is from built (null when nothing waits). */
   building: IBuilding | null;
+  /** The same as a sentence (textview.building_note; empty when built); the panel shows it. */
+  building_note: string;
   /** Set when no snippet matches every word: "no snippet matches 'zzqx'; closest:". */
   notice: string | null;
   results: ISearchResult[];
@@ -108,6 +110,12 @@ export interface ISnippetView extends ISnippet {
   where: string;
   /** What every view shows (titles.headline), made once on the server side. */
   headline: IHeadline;
+  /** Where it came from, how it was made and checked (textview.provenance_rows). */
+  provenance: IProvenanceRow[];
+  /** Its reviews and flags, oldest first (textview.history_events). */
+  history: IHistoryEvent[];
+  /** Why running it needs a second thought; null when it passed validation. */
+  validation_note: string | null;
 }
 
 /** A distilled code example with its provenance, validation, review and flags. */
@@ -240,6 +248,18 @@ export interface IHeadline {
   summary: string;
 }
 
+/** One labelled line of a snippet's provenance, as every view shows it. */
+export interface IProvenanceRow {
+  label: string;
+  text: string;
+}
+
+/** One review or flag of a snippet, oldest first, as every view words it. */
+export interface IHistoryEvent {
+  when: string;
+  text: string;
+}
+
 /** GET snippets/{id}: a snippet as the panel inserts it. */
 export interface ISnippetDetail extends ISnippetView {
   marker: string;
@@ -341,8 +361,16 @@ export interface IRefreshJob {
   log_tail: string[];
 }
 
-/** GET status: library size, states, sources, the distiller's progress, the API's refresh job. */
-export interface IStatus {
+/** GET status: ``Library.status()``, the team policy, the API's refresh job, the status line. */
+export interface IStatus extends ILibraryStatus {
+  policy: Policy;
+  refresh: IRefreshJob | null;
+  /** The library in one line (textview.status_line); the panel shows it. */
+  status_line: string;
+}
+
+/** ``Library.status()``: size, counts by state, sources, what long jobs published. */
+export interface ILibraryStatus {
   path: string;
   schema_version: number;
   snippets: number;
@@ -357,8 +385,6 @@ export interface IStatus {
   size_bytes: number;
   /** How validated snippets were contained: isolation level -> count. */
   isolation: Record<string, number>;
-  policy: Policy;
-  refresh: IRefreshJob | null;
 }
 
 /** What a long job is doing, published under its key of the library's ``progress`` table (``distiller``: a refresh; ``daemon``: the background distiller) for other processes. */

@@ -1,4 +1,4 @@
-import type { IProgressEntry, ISnippetView, IStatus } from '../src/records';
+import type { ISnippetView, IStatus } from '../src/records';
 
 export function snippet(): ISnippetView {
   return {
@@ -55,7 +55,25 @@ export function snippet(): ISnippetView {
     badges: [{ kind: 'validation', label: 'passed 2026-01-02', level: 'good' }],
     link: 'https://example.org/lab/km/blob/0123456789abcdef0123456789abcdef01234567/examples/km.py#L10-L42',
     where: 'km',
-    headline: { title: 'Kaplan-Meier <img src=x onerror=alert(1)>', api: '', summary: 'Fit by group' }
+    headline: { title: 'Kaplan-Meier <img src=x onerror=alert(1)>', api: '', summary: 'Fit by group' },
+    // As textview.provenance_rows and history_events word them for this record.
+    provenance: [
+      { label: 'source', text: 'git https://example.org/lab/km.git' },
+      { label: 'commit', text: '0123456789abcdef0123456789abcdef01234567' },
+      { label: 'file', text: 'examples/km.py lines 10-42' },
+      {
+        label: 'link',
+        text: 'https://example.org/lab/km/blob/0123456789abcdef0123456789abcdef01234567/examples/km.py#L10-L42'
+      },
+      { label: 'license', text: 'MIT' },
+      { label: 'made', text: 'adapted by some-llm (prompt v1)' },
+      { label: 'validation', text: 'passed on 2026-01-02T03:04:05+00:00' },
+      { label: 'took', text: '1.50 s, exit code 0' },
+      { label: 'review', text: 'unreviewed' },
+      { label: 'flags', text: '1 open, 1 in all' }
+    ],
+    history: [{ when: '2026-01-03', text: 'flag #7 [unsafe] deletes files by ana (open)' }],
+    validation_note: null
   };
 }
 
@@ -74,16 +92,7 @@ export function status(): IStatus {
     size_bytes: 4096,
     isolation: {},
     policy: 'open',
-    refresh: null
-  };
-}
-
-/** A progress entry as the library publishes it (model.ProgressEntry), with `fields` set. */
-export function progressEntry(fields: Partial<IProgressEntry>): IProgressEntry {
-  return {
-    step: 'idle', done: 0, total: 0, detail: '', source: null, pid: null, state: null, finished: null,
-    counts: {}, interval: null, workers: null, cycles: null, last_cycle: null, next_cycle_in: null,
-    last_error: null, errors: {}, stopped: null, updated: null, alive: null,
-    ...fields
+    refresh: null,
+    status_line: '3 snippets · 1 flagged · Library idle'
   };
 }

@@ -6,22 +6,15 @@ import {
   asSnippetDetail,
   cellBadgeText,
   libraryRecord,
-  buildingNote,
-  progressText,
-  activityText,
   codePreview,
   emptyState,
   figurePath,
   figures,
   headlineOf,
-  validationCaution,
-  provenanceRows,
   safeLink,
-  searchQuery,
-  statusLine
+  searchQuery
 } from '../src/models';
-import type { IStatus } from '../src/records';
-import { progressEntry, snippet, status } from './fixtures';
+import { snippet } from './fixtures';
 
 describe('searchQuery', () => {
   it('maps the panel filters onto the API parameters', () => {
@@ -43,57 +36,6 @@ describe('searchQuery', () => {
     assert.equal(qs.get('q'), 'a&b=c #x');
     assert.equal(qs.get('offset'), '10');
     assert.ok(!raw.includes('#'));
-  });
-});
-
-describe('statusLine', () => {
-  it('shows size, flags and a library at rest', () => {
-    assert.equal(statusLine(status()), '3 snippets · 1 flagged · Library idle');
-    assert.equal(
-      statusLine({ ...status(), progress: { daemon: progressEntry({ state: 'idle', step: 'sleeping' }) } }),
-      '3 snippets · 1 flagged · Library up to date'
-    );
-  });
-
-  it('says in plain words what the distiller is doing, once', () => {
-    const s: IStatus = {
-      ...status(),
-      flagged: 0,
-      snippets: 1,
-      progress: {
-        daemon: progressEntry({ state: 'refreshing', step: 'validate', done: 3, total: 10 }),
-        distiller: progressEntry({ step: 'validate', source: 'lifelines', done: 120, total: 212 })
-      }
-    };
-    assert.equal(statusLine(s), '1 snippet · Validating lifelines examples: 120 of 212');
-  });
-
-  it('says when the last update failed', () => {
-    const s: IStatus = {
-      ...status(),
-      refresh: {
-        id: 2, pid: 1, state: 'failed', sources: ['x'], validate: true, started: 'a',
-        finished: 'b', exit_code: 1, log_tail: ['boom']
-      }
-    };
-    assert.match(statusLine(s), /the last update failed \(exit code 1\)/);
-  });
-
-  it('words each step and says nothing for resting jobs', () => {
-    assert.equal(progressText(progressEntry({})), '');
-    assert.equal(progressText(progressEntry({ step: 'idle', source: null, done: 2, total: 2 })), '');
-    assert.equal(progressText(progressEntry({ state: 'idle', step: 'sleeping', interval: 3600 })), '');
-    assert.equal(progressText(progressEntry({ step: 'extract', source: 'scanpy', done: 4, total: 9 })), 'Reading scanpy files: 4 of 9');
-    assert.equal(progressText(progressEntry({ step: 'fetch', source: 'anndata', done: 0, total: 1 })), 'Fetching anndata: 0 of 1');
-  });
-
-  it('says when the job that published progress is gone', () => {
-    assert.equal(
-      activityText({ daemon: progressEntry({ step: 'validate', source: 'lifelines', done: 3, total: 9, alive: false }) }),
-      'Stopped while validating lifelines examples: 3 of 9'
-    );
-    assert.equal(activityText({ daemon: progressEntry({ state: 'idle', step: 'sleeping', alive: false }) }),
-      'Background updates are not running');
   });
 });
 
@@ -120,31 +62,14 @@ describe('cards and details', () => {
     assert.equal(figurePath('../x'), null);
   });
 
-  it('warns before inserting what has not passed, and says what to try when nothing matches', () => {
-    const s = snippet();
-    assert.equal(validationCaution(s), null);
-    s.validation = { ...s.validation, status: 'skipped', reason: 'needs network' };
-    assert.equal(validationCaution(s), 'This code has not passed validation: it was not run (needs network).');
+  it('says what to try when nothing matches, after the server\'s building note', () => {
     const lines = emptyState('zzz', { validatedOnly: true }, null);
     assert.match(lines[0], /Nothing matches “zzz”/);
     assert.match(lines.join(' '), /filters/);
     assert.match(emptyState('', {}, null)[0], /kaplan meier/);
-  });
-});
-
-describe('provenanceRows', () => {
-  it('lists source, commit, lines, license, origin, validation, reviews and flags', () => {
-    const rows = new Map<string, string[]>();
-    for (const [k, v] of provenanceRows(snippet())) {
-      rows.set(k, [...(rows.get(k) ?? []), v]);
-    }
-    assert.deepEqual(rows.get('commit'), ['0123456789abcdef0123456789abcdef01234567']);
-    assert.deepEqual(rows.get('file'), ['examples/km.py#L10-L42']);
-    assert.deepEqual(rows.get('license'), ['MIT']);
-    assert.deepEqual(rows.get('made'), ['adapted by some-llm']);
-    assert.match(rows.get('validation')![0], /^passed on 2026-01-02/);
-    assert.deepEqual(rows.get('flags'), ['1 open, 1 in all']);
-    assert.ok(rows.get('')!.some(v => v.includes('[unsafe] deletes files by ana (open)')));
+    const note = 'The library is still being built: 120 snippets so far, 30 validated, 90 waiting; results will grow.';
+    assert.equal(emptyState('zzz', {}, note)[0], note);
+    assert.equal(emptyState('zzz', {}, '')[0], 'Nothing matches “zzz”.');
   });
 });
 
@@ -186,16 +111,5 @@ describe('answer checks', () => {
     assert.throws(() => asSearchResponse({ results: [{ id: 'x' }] }), /no id or code/);
     assert.throws(() => asSearchResponse({ results: [{ id: 'x', code: '' }] }), /no badges/);
     assert.throws(() => asSnippetDetail({ id: 'x', cell_source: 'y' }), /cell metadata/);
-  });
-});
-
-describe('buildingNote', () => {
-  it('says the library is still being built, and is empty otherwise', () => {
-    assert.equal(buildingNote(null), '');
-    assert.equal(buildingNote(undefined), '');
-    assert.match(
-      buildingNote({ snippets: 120, validated: 30, pending: 90, sources_waiting: 0 }),
-      /still being built: 120 snippets so far, 30 validated, 90 waiting/
-    );
   });
 });
