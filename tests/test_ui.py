@@ -33,6 +33,7 @@ import pytest
 
 from jupyter_codedistiller.distill.sandbox import validate
 from jupyter_codedistiller.library import Library
+from jupyter_codedistiller.model import RegisteredSource
 from jupyter_codedistiller.provenance import cell_metadata, cell_source, parse_marker
 
 from .conftest import make_snippet
@@ -419,6 +420,7 @@ def test_repository_text_is_shown_as_text(lab: Lab, page: Any) -> None:
 
     status = page.locator(f"{PANEL} .jp-codedistiller-status").text_content()
     assert status.startswith("5 snippets · 1 flagged")
+    assert status == lab.api("status")["status_line"], "the panel shows the server's status line"
 
 
 def _set_panel_width(page: Any, width: int) -> None:
@@ -501,17 +503,42 @@ def test_unvalidated_code_asks_before_it_is_inserted(lab: Lab, page: Any) -> Non
     cox.get_by_role("button", name="Insert below").click()
     dialog = page.locator(".jp-Dialog")
     dialog.wait_for()
-    assert "has not passed validation" in dialog.text_content()
+    detail = lab.api(f"snippets/{lab.ids['cox']}")
+    assert detail["validation_note"] and detail["validation_note"] in dialog.text_content()
     dialog.get_by_role("button", name="Cancel").click()
     dialog.wait_for(state="detached")
     assert page.evaluate(cells) == before
 
+    # The details show the server's phrases as sent: validation note, provenance, history.
+    cox.get_by_role("button", name="Details").click()
+    details = cox.locator(".jp-codedistiller-why")
+    details.wait_for()
+    assert details.locator(".jp-codedistiller-caution").text_content() == detail["validation_note"]
+    rows = details.locator("table.jp-codedistiller-provenance tr")
+    assert [(rows.nth(i).locator("th").text_content(), rows.nth(i).locator("td").text_content())
+            for i in range(rows.count())] == [(r["label"], r["text"]) for r in detail["provenance"]]
+    history = details.locator("ol.jp-codedistiller-history li").all_text_contents()
+    assert history == [f"{e['when'][:10]} {e['text']}" for e in detail["history"]]
+    assert any("read and ran it" in e["text"] for e in detail["history"]), "the approval is there"
 
-def test_empty_state_says_what_to_try(page: Any) -> None:
+
+def test_empty_state_says_what_to_try(lab: Lab, page: Any) -> None:
     _search(page, "zebrafish morphometry")
     empty = page.locator(f"{PANEL} .jp-codedistiller-empty")
     empty.wait_for()
     assert "Nothing matches" in empty.text_content() and "kaplan meier" in empty.text_content()
+
+    # While the library is still being built, the panel says so in the server's words.
+    with Library.open(lab.home) as lib:
+        lib.add_source(RegisteredSource(id="waiting", kind="git", url="https://example.org/lab/w.git"))
+    try:
+        _search(page, "zebrafish morphometrics")
+        note = lab.api("search?q=zebrafish+morphometrics")["building_note"]
+        assert note.startswith("The library is still being built")
+        assert empty.locator("p").first.text_content() == note
+    finally:
+        with Library.open(lab.home) as lib:
+            lib.remove_source("waiting")
 
 
 def test_screenshot_of_the_panel(lab: Lab, page: Any) -> None:
