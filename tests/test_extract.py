@@ -938,3 +938,107 @@ def test_printed_output_documented_in_code_is_dropped() -> None:
     assert "Output" not in candidate.code and "#   4" not in candidate.code
     assert "label = 'a string kept'" in candidate.code and "not after a print: kept" in candidate.code
     assert candidate.code.rstrip().endswith('"not after a print: kept"')
+
+
+TEMPLATED = '''
+from textwrap import dedent
+from pandas.util._decorators import Appender, Substitution, doc
+
+_shared_docs = {}
+_shared_docs["cut"] = """
+Bin values of a %(klass)s into discrete intervals.
+
+Examples
+--------
+>>> import %(module)s
+>>> %(module)s.cut([1, 5, 9], bins=3)
+"""
+_shared_docs["agg"] = """
+Aggregate each column of a {klass}.
+
+>>> import {module}
+>>> {module}.{klass}().agg("mean")
+"""
+_reader_doc = (
+    """{summary}
+
+Examples
+--------
+>>> import io
+"""
+    + """>>> table = io.StringIO("a,b").read().split({sep})
+"""
+)
+
+
+@Appender(_shared_docs["cut"] % {"klass": "Series", "module": "binning"})
+def cut(values, bins):
+    return values
+
+
+@Appender(_reader_doc.format(summary="Read a comma-separated table of values.", sep="','"))
+def read_table(text):
+    return text
+
+
+class Frame:
+    _shared_docs["pivot"] = """
+    Reshape a %s frame by given index and column values.
+
+    >>> import binning
+    >>> binning.Frame().pivot(index="a")
+    """
+
+    @Substitution("wide")
+    @Appender(_shared_docs["pivot"])
+    def pivot(self, index):
+        return self
+
+    @doc(_shared_docs["agg"], klass="Frame", module="frames")
+    def agg(self, how):
+        return self
+
+
+def summarise(values):
+    return values
+
+
+summarise.__doc__ = dedent(f"""
+    Summarise the values of a {'column'} at once.
+
+    >>> import binning
+    >>> binning.summarise([1, 2, 3])
+    """)
+
+
+@Appender(_elsewhere["qcut"])
+def qcut(values, q):
+    return values
+'''
+
+
+def test_docstrings_made_by_templates_still_yield_their_examples() -> None:
+    result = extract_file("binning/core.py", TEMPLATED.encode())
+    found = {c.anchor: c for c in result.candidates}
+    assert set(found) == {"doc:cut", "doc:read_table", "doc:Frame.pivot", "doc:Frame.agg", "doc:summarise"}
+    assert found["doc:cut"].title == "Bin values of a Series into discrete intervals."
+    assert "binning.cut([1, 5, 9], bins=3)" in found["doc:cut"].code
+    assert found["doc:read_table"].title == "Read a comma-separated table of values."
+    assert "split(',')" in found["doc:read_table"].code
+    assert found["doc:Frame.pivot"].title == "Reshape a wide frame by given index and column values."
+    assert found["doc:Frame.agg"].title == "Aggregate each column of a Frame."
+    assert 'frames.Frame().agg("mean")' in found["doc:Frame.agg"].code
+    assert found["doc:summarise"].title == "Summarise the values of a column at once."
+    # the line a template's example is on is the template's, so provenance points at real text
+    lines = TEMPLATED.splitlines()
+    assert ".cut([1, 5, 9], bins=3)" in lines[found["doc:cut"].line_end - 1]
+
+
+def test_a_template_that_would_grow_past_reason_is_left_alone() -> None:
+    from jupyter_codedistiller.distill import doctemplates
+
+    source = "big = '>>> x = 1\\n' + 'a' * 10\n" + "\n".join("big = big + big" for _ in range(30)) + (
+        "\n@Appender(big)\ndef f():\n    pass\n")
+    result = extract_file("pkg/big.py", source.encode(), seconds=5)
+    assert result.candidates == [] and result.complete
+    assert doctemplates.MAX_CHARS < 2 ** 30

@@ -24,6 +24,7 @@ cell numbers, not lines.
 from __future__ import annotations
 
 import ast
+import inspect
 import itertools
 import re
 import textwrap
@@ -32,6 +33,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
+from jupyter_codedistiller.distill import doctemplates
 from jupyter_codedistiller.distill.assemble import (
     PROMPT,
     Block,
@@ -49,7 +51,7 @@ MAX_FILE_BYTES = 1_000_000
 FILE_SECONDS = 10.0
 """Extraction of one file taking longer than this stops with a problem line (the time budget)."""
 
-EXTRACTOR_VERSION = "5"
+EXTRACTOR_VERSION = "6"
 """Bump when extraction or assembly changes what a file yields: sources are then re-extracted in full."""
 
 SUMMARY_CHARS = 300
@@ -1139,9 +1141,11 @@ def _docstrings(path: str, text: str, result: ExtractResult) -> None:
     imports: dict[str, str] | None = None
     defined: frozenset[str] = frozenset()
     seen: dict[str, int] = {}
+    texts: doctemplates.Texts | None = None
+    assigned: doctemplates.Strings = {}
 
     def visit(body: list[ast.stmt], prefix: str) -> None:
-        nonlocal imports, defined
+        nonlocal imports, defined, texts, assigned
         for node in body:
             check_budget()
             if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -1150,13 +1154,21 @@ def _docstrings(path: str, text: str, result: ExtractResult) -> None:
                 continue
             qualname = prefix + node.name
             doc = ast.get_docstring(node, clean=False)
+            first_line = node.body[0].lineno
+            if node.decorator_list or not prefix:
+                if texts is None:  # a docstring a template makes (doctemplates), worked out once per file
+                    texts = doctemplates.module_texts(tree)
+                    assigned = doctemplates.doc_assignments(tree, texts)
+                made = doctemplates.made_docstring(node, texts, assigned if not prefix else {})
+                if made is not None:
+                    doc, first_line = made
             if doc and (">>>" in doc or ".. code" in doc):
                 if imports is None:
                     imports = _module_imports(tree, path, module)
                     defined = _module_defines(tree)
                 seen[qualname] = seen.get(qualname, 0) + 1
                 anchor = f"doc:{qualname}" + (f":{seen[qualname]}" if seen[qualname] > 1 else "")
-                found = _docstring_example(path, node, doc, qualname, anchor, result)
+                found = _docstring_example(path, node, doc, first_line, qualname, anchor, result)
                 if found is not None:
                     prelude = _prelude(found.block, imports, defined, module)
                     _emit(path, prelude + [found], result)
@@ -1167,9 +1179,8 @@ def _docstrings(path: str, text: str, result: ExtractResult) -> None:
 
 
 def _docstring_example(
-    path: str, node: ast.AST, doc: str, qualname: str, anchor: str, result: ExtractResult
+    path: str, node: ast.AST, doc: str, first_line: int, qualname: str, anchor: str, result: ExtractResult
 ) -> _Found | None:
-    first_line = node.body[0].lineno  # type: ignore[attr-defined]
     lines = doc.split("\n")
     numbered = [(first_line + offset, code) for offset, code in session_lines(lines)]
     if not numbered:
@@ -1186,9 +1197,11 @@ def _docstring_example(
         return None
     if not substantial(block.tree):
         return None
-    cleaned = ast.get_docstring(node) or ""  # type: ignore[arg-type]
+    cleaned = inspect.cleandoc(doc)
     paragraphs = [p for p in re.split(r"\n\s*\n", cleaned) if p.strip()]
-    title, rest = docstring_title(qualname, paragraphs[0] if paragraphs else "")
+    # A template may give only a section ("Examples" and its underline, or a session): no title.
+    lead = paragraphs[0] if paragraphs and not re.search(r"^\s*(-{3,}|={3,}|>>>)", paragraphs[0], re.M) else ""
+    title, rest = docstring_title(qualname, lead)
     # prose, not a section underline, directive, session or literal (indented) block
     prose = [p for p in paragraphs[1:]
              if not re.search(r"^\s*(-{3,}|\.\.|>>>)", p, re.M) and not p.lstrip("\n")[:1].isspace()]
