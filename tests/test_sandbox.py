@@ -482,3 +482,30 @@ def test_rlimits_only_method_says_so_and_will_not_run_visible_network_code() -> 
     assert fetch.status == "skipped"
     assert fetch.reason.startswith("needs network (not run")
     assert fetch.duration == 0.0
+
+
+PLOT_PROBE = r'''
+import glob, logging, os, sys
+before = glob.glob(os.path.expanduser("~/.cache/matplotlib/fontlist-v*.json"))
+logging.basicConfig(level=logging.INFO, stream=sys.stdout)
+import matplotlib.pyplot as plt
+plt.plot([1, 2])
+print("BEFORE", len(before))
+'''
+
+
+def test_a_cold_plotting_example_finds_the_font_list_built_and_its_own_copy() -> None:
+    pytest.importorskip("matplotlib")
+    settings = SandboxSettings(timeout=60)
+    first = validate(PLOT_PROBE, settings=settings)
+    assert first.status == "passed", (first.reason, first.stderr_tail)
+    assert "BEFORE 1" in first.stdout_tail and "generated new fontManager" not in first.stdout_tail
+    # A snippet spoiling its copy (matplotlib would rebuild from a bad one) does not touch the next one's.
+    spoil = validate("import glob, os  # plot\nfor p in glob.glob(os.path.expanduser("
+                     "'~/.cache/matplotlib/fontlist-v*.json')):\n    open(p, 'w').write('{bad')\n", settings=settings)
+    assert spoil.status == "passed", (spoil.reason, spoil.stderr_tail)
+    again = validate(PLOT_PROBE, settings=settings)
+    assert "BEFORE 1" in again.stdout_tail and "generated new fontManager" not in again.stdout_tail
+    # The control: with a cache directory of its own, matplotlib builds the list, and says so.
+    own = validate("import os\nos.environ['MPLCONFIGDIR'] = os.path.abspath('own')\n" + PLOT_PROBE, settings=settings)
+    assert own.status == "passed" and "generated new fontManager" in own.stdout_tail, own.stdout_tail

@@ -98,7 +98,10 @@ def validate(code: str, *, python_path: Sequence[str] = (),
     refused = refusal(code, settings, plan, features, interpreter, info, when)
     if refused is not None:
         return refused
-    run = execute(code, plan, settings, interpreter, info, python_path)
+    from . import fontcache
+
+    seed = fontcache.seed(code, plan, settings, interpreter, info)  # matplotlib's font list, built once
+    run = execute(code, plan, settings, interpreter, info, python_path, seed=seed)
     return judge(code, run, plan, settings, interpreter, info, python_path, requirements, when, "cold")
 
 

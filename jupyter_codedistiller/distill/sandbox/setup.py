@@ -112,14 +112,19 @@ def build_fs(cfg):
     for p in keep:
         fds[p] = os.open(p, os.O_PATH | os.O_CLOEXEC)
         isdir[p] = os.path.isdir(p)
-    contents = {}
-    for name in os.listdir(workdir):
-        path = os.path.join(workdir, name)
-        if os.path.isfile(path) and not os.path.islink(path):
-            with open(path, "rb") as f:
-                contents[name] = f.read()
-        elif os.path.isdir(path) and not os.path.islink(path):
-            contents[name] = None
+    contents = {}  # relative path -> bytes (a file) or None (a directory); no link followed
+    for root, dirs, files in os.walk(workdir):
+        rel = os.path.relpath(root, workdir)
+        for name in list(dirs):
+            if os.path.islink(os.path.join(root, name)):
+                dirs.remove(name)
+            else:
+                contents[os.path.normpath(os.path.join(rel, name))] = None
+        for name in files:
+            path = os.path.join(root, name)
+            if os.path.isfile(path) and not os.path.islink(path):
+                with open(path, "rb") as f:
+                    contents[os.path.normpath(os.path.join(rel, name))] = f.read()
     devices = {}
     for name in ("null", "zero", "full", "random", "urandom"):
         if os.path.exists("/dev/" + name):
@@ -151,7 +156,7 @@ def build_fs(cfg):
     # parent put there (read above, before /tmp was hidden): the host's disk stays safe.
     os.makedirs(workdir, exist_ok=True)
     mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV, "mode=700,size=%dm" % cfg["work_mb"])
-    for name, data in contents.items():
+    for name, data in sorted(contents.items()):  # a directory before what it holds
         path = os.path.join(workdir, name)
         if data is None:
             os.mkdir(path)

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .. import capture
@@ -47,6 +47,7 @@ class Run:
     exit: dict | None = None
     captured: list = field(default_factory=list)
     memory: bool = False  # killed at the memory bound over its whole process tree
+    fetched: dict[str, bytes] = field(default_factory=dict)  # execute(fetch=...): files it left
 
     @property
     def features(self) -> list[str]:
@@ -144,8 +145,14 @@ def _command(plan: Plan, settings: SandboxSettings, workdir: str, keep: list[str
 
 
 def execute(code: str, plan: Plan, settings: SandboxSettings, interpreter: str,
-             info: Info | None, python_path: Sequence[str]) -> Run:
-    """Run ``code`` once under ``plan``; the working directory is gone when this returns."""
+             info: Info | None, python_path: Sequence[str], *, seed: Mapping[str, bytes] | None = None,
+             fetch: Mapping[str, int] | None = None) -> Run:
+    """Run ``code`` once under ``plan``; the working directory is gone when this returns.
+
+    ``seed``: files (path relative to the working directory -> content) put there before the
+    run, each the run's own copy. ``fetch``: names (in the capture directory -> most bytes) of
+    files the run leaves to be read back into ``Run.fetched`` (for trusted builder programs).
+    """
     workdir = os.path.realpath(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
     try:
         script = os.path.join(workdir, SCRIPT_NAME)
@@ -153,6 +160,15 @@ def execute(code: str, plan: Plan, settings: SandboxSettings, interpreter: str,
             f.write(code.encode("utf-8", errors="replace"))
         os.mkdir(os.path.join(workdir, "tmp"))
         os.mkdir(os.path.join(workdir, capture.DIRNAME))
+        for rel, data in (seed or {}).items():
+            path = os.path.join(workdir, rel)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(data)
+        cap = capture.settings(workdir)
+        if fetch:
+            cap["names"] = [*cap["names"], *fetch]
+            cap["cap"] = max(cap["cap"], *fetch.values())
         keep = _keep(info, interpreter, python_path)
         scratch, homes = _masks()
         cpu = settings.cpu_seconds or int(settings.timeout) + 5
@@ -175,7 +191,7 @@ def execute(code: str, plan: Plan, settings: SandboxSettings, interpreter: str,
             "uid": _next_uid() if plan.uid else None,
             "limits": {"memory": settings.memory_mb * MIB, "cpu": cpu,
                        "fsize": settings.file_mb * MIB, "nproc": settings.max_processes},
-            "run": {"script": script, "capture": capture.settings(workdir)},
+            "run": {"script": script, "capture": cap},
         }
         cmd = _command(plan, settings, workdir, keep, scratch, homes)
         cmd += [interpreter, "-I", "-S", "-c", program("setup"), json.dumps(cfg), program("runner")]
@@ -184,12 +200,31 @@ def execute(code: str, plan: Plan, settings: SandboxSettings, interpreter: str,
             run = _supervise(cmd, env, workdir, report_r, report_w, lifeline_r, settings,
                              sweep=plan.tool is None, uid=cfg["uid"])
             run.captured = capture.collect(os.path.join(workdir, capture.DIRNAME))
+            for name, most in (fetch or {}).items():
+                data = _read_regular(os.path.join(workdir, capture.DIRNAME, name), most)
+                if data is not None:
+                    run.fetched[name] = data
             return run
         finally:
             os.close(report_r)
             os.close(lifeline_w)
     finally:
         _remove_tree(workdir)
+
+
+def _read_regular(path: str, most: int) -> bytes | None:
+    """A regular file's content (no link followed), or None when it is not one or is over ``most``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        data = os.read(fd, most + 1)
+        return data if len(data) <= most else None
+    finally:
+        os.close(fd)
 
 
 def _supervise(cmd: list[str], env: dict[str, str], workdir: str, report_r: int, report_w: int,

@@ -246,7 +246,10 @@ def warm_modules(codes: Sequence[str], python_path: Sequence[str], installed_top
             continue
         counts.update({n for n in names if n.partition(".")[0] in installed_tops
                        and not _is_local(n.partition(".")[0], roots)})
-    if any(n.partition(".")[0] == "matplotlib" for n in counts):
+    from .fontcache import may_plot
+
+    if any(n.partition(".")[0] == "matplotlib" for n in counts) or (
+            "matplotlib" in installed_tops and any(may_plot(c) for c in codes)):  # also pandas' or lifelines' .plot()
         counts["matplotlib.pyplot"] += len(codes)  # its font list, built once here, shared by the children
     return tuple(sorted(n for n, _ in counts.most_common(limit)))
 
