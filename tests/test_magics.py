@@ -476,6 +476,28 @@ def test_progress_view_tracks_callbacks() -> None:
     assert view.bar.bar_style == "danger" and view.label.value == "3 added"
 
 
+def test_every_progress_bar_words_a_step_the_same(shell: InteractiveShell) -> None:
+    """The terminal bar, the magic's text progress and the widget label all say what
+    ``textview.progress_phrase`` says for the same callback."""
+    pytest.importorskip("ipywidgets")
+    import io
+
+    from jupyter_codedistiller.cli import TerminalProgress
+    from jupyter_codedistiller.magics import TextProgress
+    from jupyter_codedistiller.widgets import ProgressView
+
+    phrase = "Validating: 3 of 10 (lifelines examples/km.py)"
+    stream = io.StringIO()
+    TerminalProgress(stream, width=4)("validate", 3, 10, "lifelines examples/km.py")
+    assert stream.getvalue().startswith(f"\r[#...] {phrase}")
+    with capture_output():
+        text = TextProgress()
+        text("validate", 3, 10, "lifelines examples/km.py")
+    view = ProgressView("Refreshing")
+    view("validate", 3, 10, "lifelines examples/km.py")
+    assert text.last == phrase and view.label.value == phrase
+
+
 # ---------------------------------------------------------------- library handling
 
 
