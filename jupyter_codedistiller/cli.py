@@ -17,27 +17,25 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from .escapes import visible
-from .grammar import CommandError, GrammarError, HelpShown, parse
+from .grammar import CommandError, GrammarError, HelpShown, parse, search_filters
 from .library import Library, LibraryError
 from .textview import (
     added_line,
     building_note,
+    flag_raised_line,
+    flag_resolved_line,
     no_results_line,
     progress_phrase,
     provenance_text,
     removed_line,
     result_lines,
+    reviewed_line,
     snippet_text,
     source_lines,
     status_text,
 )
 
 PROG = "codedistiller"
-
-
-def search_filters(args: argparse.Namespace) -> dict[str, Any]:
-    """The search filters set on the command line, by library keyword."""
-    return {n: getattr(args, n) for n in Library.FILTERS if getattr(args, n, None)}
 
 
 # ---------------------------------------------------------------- commands
@@ -72,17 +70,17 @@ def cmd_why(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
 
 def cmd_flag(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
     f = lib.flag(args.id, args.reason, kind=args.kind, by=args.by)
-    out.write(visible(f"flag {f.id} raised on {lib.get(args.id).id} by {f.by}") + "\n")
+    out.write(flag_raised_line(f, lib.get(args.id).id) + "\n")
 
 
 def cmd_resolve(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
     f = lib.resolve_flag(args.id, args.flag, note=args.note, by=args.by)
-    out.write(visible(f"flag {f.id} resolved by {f.resolved_by}") + "\n")
+    out.write(flag_resolved_line(f, lib.get(args.id).id) + "\n")
 
 
 def cmd_review(lib: Library, args: argparse.Namespace, out: TextIO) -> None:
     e = lib.review(args.id, "approved" if args.approve else "rejected", note=args.note, by=args.by)
-    out.write(visible(f"revision {e.revision} of {lib.get(args.id).id} {e.status} by {e.by}") + "\n")
+    out.write(reviewed_line(e, lib.get(args.id).id) + "\n")
 
 
 def cmd_export(lib: Library, args: argparse.Namespace, out: TextIO) -> None:

@@ -63,6 +63,13 @@ def _filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--include-retired", action="store_true", help="show retired snippets too")
 
 
+def search_filters(args: argparse.Namespace) -> dict[str, str]:
+    """The search filters a parsed command sets, by library keyword (``Library.FILTERS``)."""
+    from .library import Library
+
+    return {n: getattr(args, n) for n in Library.FILTERS if getattr(args, n, None)}
+
+
 def build_parser(prog: str = "codedistiller") -> argparse.ArgumentParser:
     """The parser for every subcommand; errors raise GrammarError instead of exiting."""
     parser = _Parser(

@@ -227,14 +227,14 @@ class DistillMagics(Magics):
     # ------------------------------------------------------------ commands
 
     def _cmd_search(self, args: argparse.Namespace) -> None:
+        from .grammar import search_filters
         from .htmlview import results_html
-        from .library import Library
         from .textview import building_note, no_results_line, result_lines
 
         lib = self.library(args.home)
         query = " ".join(args.query)
-        filters = {n: getattr(args, n) for n in Library.FILTERS if getattr(args, n, None)}
-        results = lib.search(query, limit=args.limit, include_retired=args.include_retired, **filters)
+        results = lib.search(query, limit=args.limit, include_retired=args.include_retired,
+                             **search_filters(args))
         self._remember(lib, results)
         if args.json:
             self._print_json([r.to_dict() for r in results])
@@ -337,21 +337,26 @@ class DistillMagics(Magics):
         lib = self.library(args.home)
         s = self.snippet(lib, args.id)
         f = lib.flag(s.id, args.reason, kind=args.kind, by=args.by)
-        self._changed(lib, s.id, f"flag {f.id} [{f.kind}] raised on {s.id} by {f.by}", "warn")
+        from .textview import flag_raised_line
+
+        self._changed(lib, s.id, flag_raised_line(f, s.id), "warn")
 
     def _cmd_resolve(self, args: argparse.Namespace) -> None:
         lib = self.library(args.home)
         s = self.snippet(lib, args.id)
         f = lib.resolve_flag(s.id, args.flag, note=args.note, by=args.by)
-        self._changed(lib, s.id, f"flag {f.id} on {s.id} resolved by {f.resolved_by}", "good")
+        from .textview import flag_resolved_line
+
+        self._changed(lib, s.id, flag_resolved_line(f, s.id), "good")
 
     def _cmd_review(self, args: argparse.Namespace) -> None:
         lib = self.library(args.home)
         s = self.snippet(lib, args.id)
         e = lib.review(s.id, "approved" if args.approve else "rejected", note=args.note,
                        by=args.by)
-        self._changed(lib, s.id, f"revision {e.revision} of {s.id} {e.status} by {e.by}",
-                      "good" if e.status == "approved" else "bad")
+        from .textview import reviewed_line
+
+        self._changed(lib, s.id, reviewed_line(e, s.id), "good" if e.status == "approved" else "bad")
 
     def _cmd_status(self, args: argparse.Namespace) -> None:
         from .htmlview import status_html

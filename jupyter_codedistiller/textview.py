@@ -339,6 +339,21 @@ def added_line(src: RegisteredSource, prog: str) -> str:
                    f"distil it with `{prog} refresh {src.id}`")
 
 
+def flag_raised_line(f: Any, snippet_id: str) -> str:
+    """What raising flag ``f`` on ``snippet_id`` did."""
+    return visible(f"flag {f.id} [{f.kind}] raised on {snippet_id} by {f.by}")
+
+
+def flag_resolved_line(f: Any, snippet_id: str) -> str:
+    """What resolving flag ``f`` of ``snippet_id`` did."""
+    return visible(f"flag {f.id} on {snippet_id} resolved by {f.resolved_by}")
+
+
+def reviewed_line(e: Any, snippet_id: str) -> str:
+    """What recording review event ``e`` of ``snippet_id`` did."""
+    return visible(f"revision {e.revision} of {snippet_id} {e.status} by {e.by}")
+
+
 def removed_line(source_id: str, retired: int) -> str:
     return visible(f"removed source {source_id}; {retired} snippets retired (kept for audits)")
 
