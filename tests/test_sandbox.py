@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import shutil
 import socket
 import subprocess
@@ -164,14 +163,35 @@ def test_cpu_limit_ends_a_busy_loop_as_a_timeout() -> None:
     assert v.duration < 10
 
 
+_PEAK_PROBE = """
+import dataclasses, json, resource, sys
+from jupyter_codedistiller.distill.sandbox import SandboxSettings, validate
+validate("pass", settings=SandboxSettings(timeout=30))  # the isolation probe and lazy imports
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+v = validate(sys.argv[1], settings=SandboxSettings(**json.loads(sys.argv[2])))
+grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(json.dumps({"grown_kib": grown, "validation": dataclasses.asdict(v)}))
+"""
+
+
+def validate_in_fresh_process(code: str, **settings: object) -> tuple[Validation, int]:
+    """``validate(code)`` run by a fresh interpreter, and how much its peak memory (KiB) grew
+    while it ran: ``ru_maxrss`` only rises, so measured in this test process it would stay
+    put once any earlier test had raised the peak, and the check could not fail."""
+    done = subprocess.run([sys.executable, "-c", _PEAK_PROBE, code, json.dumps(settings)],
+                          capture_output=True, text=True, timeout=120, env=os.environ.copy())
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json.loads(done.stdout.splitlines()[-1])
+    return Validation(**data["validation"]), data["grown_kib"]
+
+
 def test_memory_hog_fails_with_memory_error_and_leaves_this_process_alone() -> None:
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    v = validate("hog = bytearray(2 * 1024 ** 3)\nprint('allocated')",
-                 settings=SandboxSettings(timeout=10, memory_mb=256))
+    v, grown_kib = validate_in_fresh_process("hog = bytearray(2 * 1024 ** 3)\nprint('allocated')",
+                                             timeout=10, memory_mb=256)
     assert v.status == "failed"
     assert v.reason == "MemoryError"
     assert "allocated" not in v.stdout_tail
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024  # KiB
+    assert grown_kib < 100 * 1024
 
 
 def test_fork_bomb_is_bounded_and_nothing_is_left_behind() -> None:
@@ -201,15 +221,22 @@ while True:
 
 
 def test_huge_output_keeps_only_the_tail_and_memory_stays_bounded() -> None:
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     code = ("import sys\nline = 'x' * 1_000_000 + '\\n'\nfor _ in range(200):\n"
             "    sys.stdout.write(line)\nprint('END-OF-OUTPUT')\n")
-    v = validate(code, settings=SandboxSettings(timeout=30))
+    v, grown_kib = validate_in_fresh_process(code, timeout=30)
     assert v.status == "passed", v.stderr_tail
     assert v.stdout_tail.endswith("x\nEND-OF-OUTPUT\n")
     assert len(v.stdout_tail) == 2000
-    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert grown_kib < 50 * 1024  # 200 MB went through; well under 50 MB stayed
+
+
+def test_the_peak_memory_check_sees_a_supervisor_that_holds_the_output() -> None:
+    """The measure above can fail: a fresh process that keeps 200 MB shows the growth."""
+    done = subprocess.run([sys.executable, "-c", _PEAK_PROBE.replace(
+        "grown = ", "held = bytearray(200 * 1024 * 1024); held[::4096] = b'x' * len(held[::4096])\ngrown = "),
+        "print(1)", "{}"], capture_output=True, text=True, timeout=120, env=os.environ.copy())
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.splitlines()[-1])["grown_kib"] > 150 * 1024
 
 
 def test_secrets_in_this_process_environment_never_reach_the_child(
