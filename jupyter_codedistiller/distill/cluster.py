@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import platform
 import re
 import socket
 import sys
@@ -111,20 +110,6 @@ def differences(expected: Environment, found: Environment, names: Iterable[str])
     return out
 
 
-def python_version(interpreter: str | None = None) -> str:
-    """The Python version of ``interpreter`` (default this one)."""
-    import subprocess
-
-    if not interpreter or os.path.abspath(interpreter) == os.path.abspath(sys.executable):
-        return platform.python_version()
-    try:
-        done = subprocess.run([interpreter, "-I", "-S", "-c", "import platform; print(platform.python_version())"],
-                              capture_output=True, text=True, timeout=60, cwd=os.path.expanduser("~"))
-        return done.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 # ------------------------------------------------------------------ on the worker
 
 _probe_lock = threading.Lock()
@@ -134,12 +119,12 @@ _probe: dict[str, Any] = {"generation": None, "python": None, "packages": {}}
 def worker_environment(names: Iterable[str], generation: str) -> Environment:
     """This worker's interpreter and the versions of ``names`` in it (cached per ``generation``)."""
     from .imports import forget_environment
-    from .refresh import installed_versions
+    from .sandbox.probe import installed_versions, python_version
 
     with _probe_lock:
         if _probe["generation"] != generation:  # a new refresh: packages may have been installed
             forget_environment()
-            _probe.update(generation=generation, python=platform.python_version(), packages={})
+            _probe.update(generation=generation, python=python_version(sys.executable), packages={})
         known: dict[str, str | None] = _probe["packages"]
         wanted = sorted(set(names) - set(known))
         if wanted:
@@ -352,7 +337,7 @@ class ClusterExecutor:
 
     def expected(self, names: Iterable[str], interpreter: str | None) -> Environment:
         """The library's environment (``interpreter``, default this one) for ``names``."""
-        from .refresh import installed_versions
+        from .sandbox.probe import installed_versions, python_version
 
         wanted = sorted(set(names) - set(self._expected))
         if wanted:

@@ -38,8 +38,6 @@ from __future__ import annotations
 
 import ast
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -409,22 +407,14 @@ class _Environment:
 
 
 def _environment(ctx: SourceContext, interpreter: str | None) -> _Environment:
-    from .refresh import installed_versions
+    from .sandbox.probe import installed_versions, python_version
 
-    if not interpreter or os.path.realpath(interpreter) == os.path.realpath(sys.executable):
-        version = ".".join(map(str, sys.version_info[:3]))
-    else:
-        try:
-            version = subprocess.run([interpreter, "-I", "-c", "import platform;print(platform.python_version())"],
-                                     capture_output=True, text=True, timeout=30).stdout.strip() or "3"
-        except (OSError, subprocess.SubprocessError):
-            version = "3"
     names = list(COMMON_DISTRIBUTIONS)
     if ctx.package:
         names.append(ctx.package)
     found = installed_versions(names, interpreter)
     installed = ", ".join(f"{n} {v}" for n, v in sorted(found.items(), key=lambda kv: kv[0].lower()) if v)
-    return _Environment(python_version=version, installed=installed or "only the standard library")
+    return _Environment(python_version=python_version(interpreter), installed=installed or "only the standard library")
 
 
 class Distiller:

@@ -32,11 +32,9 @@ to the ``progress`` callback and, throttled, into the library (key
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
-import subprocess
-import sys
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -594,34 +592,13 @@ def _snippets_with(library: Library, source_id: str, statuses: Iterable[str]) ->
             for s in library.all(include_retired=False, source=source_id, validation=status)]
 
 
-def installed_versions(names: Iterable[str],
-                       interpreter: str | None = None) -> dict[str, str | None]:
-    """Installed versions of distributions, in this interpreter or in ``interpreter``."""
-    names = sorted(set(names))
-    if not names:
-        return {}
-    # abspath, not realpath: a virtual environment's python is a symlink to its base interpreter
-    if not interpreter or os.path.abspath(interpreter) == os.path.abspath(sys.executable):
-        from .imports import installed_version
-
-        return {n: installed_version(n) for n in names}
-    script = ("import json, sys, importlib.metadata as m\n"
-              "def v(n):\n    try: return m.version(n)\n    except Exception: return None\n"
-              "print(json.dumps({n: v(n) for n in json.loads(sys.argv[1])}))")
-    try:
-        done = subprocess.run([interpreter, "-I", "-c", script, json.dumps(names)],
-                              capture_output=True, text=True, timeout=60,
-                              cwd=os.path.expanduser("~"))
-        return json.loads(done.stdout)
-    except (OSError, subprocess.SubprocessError, ValueError):
-        return {}
-
-
 def mark_stale(library: Library, source_id: str, interpreter: str | None = None,
                provided: dict[str, str] | None = None) -> int:
     """Passed snippets whose imported distributions changed version since they passed
     become ``stale``; returns how many. ``provided``: versions a checkout provides instead
     of the installed ones (its own code runs)."""
+    from .sandbox.probe import installed_versions
+
     passed = [s for s in _snippets_with(library, source_id, ["passed"]) if s.validation.packages]
     now = installed_versions({d for s in passed for d in s.validation.packages}, interpreter)
     if now and provided:
@@ -648,6 +625,7 @@ def mark_retry(library: Library, source_id: str, interpreter: str | None = None)
     """Skipped snippets that needed a package which is installed now become ``stale``
     (and so are validated again); returns how many."""
     from .imports import distributions_for
+    from .sandbox.probe import installed_versions
 
     waiting: list[tuple[Snippet, str]] = []
     for s in _snippets_with(library, source_id, ["skipped"]):
@@ -912,7 +890,6 @@ def _overlapped(library: Library, chosen: list[RegisteredSource], executor: Any,
     """Refresh ``chosen`` with a cluster, a few sources at once, so the cluster validates some
     while the next one is extracted: fetch, extract and store stay one source at a time
     (CPython 3.11's ``ast`` is not thread-safe), validations run side by side."""
-    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     distil_lock = threading.Lock()

@@ -1,14 +1,20 @@
-"""Probes, cached per process: which isolation this machine gives, and facts about interpreters."""
+"""Probes, cached per process: which isolation this machine gives, and facts about interpreters.
+
+The one place that asks an interpreter about itself (its Python version, its paths, the
+versions of distributions installed in it): the sandbox, refresh (stale checks), the LLM
+pass (what the prompt says is installed) and the cluster (a worker's environment) all ask here.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .programs import program
@@ -137,3 +143,48 @@ def interpreter_info(path: str) -> Info | str:
         return info  # not cached: the next call tries again
     with _lock:
         return _infos.setdefault(path, info)
+
+
+def is_this_interpreter(interpreter: str | None) -> bool:
+    """Whether ``interpreter`` (None: the default) names the one running this process.
+
+    Compared by absolute path, never by ``realpath``: a virtual environment's ``python`` is a
+    symlink to its base interpreter, yet it is another environment (its own prefix and
+    site-packages), and two environments made from one base share one real file.
+    """
+    return not interpreter or os.path.abspath(interpreter) == os.path.abspath(sys.executable)
+
+
+def python_version(interpreter: str | None = None) -> str:
+    """The Python version of ``interpreter`` (default: this one), or ``"unknown"``."""
+    if is_this_interpreter(interpreter):
+        return platform.python_version()
+    info = interpreter_info(os.path.abspath(interpreter))
+    return info.version if isinstance(info, Info) else "unknown"
+
+
+_VERSIONS = ("import json, sys, importlib.metadata as m\n"
+             "def v(n):\n    try: return m.version(n)\n    except Exception: return None\n"
+             "print(json.dumps({n: v(n) for n in json.loads(sys.argv[1])}))")
+
+
+def installed_versions(names: Iterable[str], interpreter: str | None = None) -> dict[str, str | None]:
+    """Installed versions of distributions ``names`` (None: not installed) in this interpreter
+    or in ``interpreter``; empty when that interpreter cannot be asked."""
+    names = sorted(set(names))
+    if not names:
+        return {}
+    if is_this_interpreter(interpreter):
+        from ..imports import installed_version
+
+        return {n: installed_version(n) for n in names}
+    try:
+        done = subprocess.run([os.path.abspath(interpreter), "-I", "-c", _VERSIONS, json.dumps(names)],
+                              capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+                              cwd=os.path.expanduser("~"))
+        found = json.loads(done.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return {}
+    if not isinstance(found, dict):
+        return {}
+    return {n: found.get(n) if isinstance(found.get(n), str) else None for n in names}
