@@ -231,12 +231,14 @@ def test_huge_output_keeps_only_the_tail_and_memory_stays_bounded() -> None:
 
 
 def test_the_peak_memory_check_sees_a_supervisor_that_holds_the_output() -> None:
-    """The measure above can fail: a fresh process that keeps 200 MB shows the growth."""
+    """The measure above can fail: a fresh process that keeps 400 MB shows the growth (more
+    than the 50 MB bound however far its memory fell below the earlier peak)."""
     done = subprocess.run([sys.executable, "-c", _PEAK_PROBE.replace(
-        "grown = ", "held = bytearray(200 * 1024 * 1024); held[::4096] = b'x' * len(held[::4096])\ngrown = "),
+        "grown = ", "held = bytearray(400 * 1024 * 1024); held[::4096] = b'x' * len(held[::4096])\ngrown = "),
         "print(1)", "{}"], capture_output=True, text=True, timeout=120, env=os.environ.copy())
     assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout.splitlines()[-1])["grown_kib"] > 150 * 1024
+    grown_kib = json.loads(done.stdout.splitlines()[-1])["grown_kib"]
+    assert grown_kib > 200 * 1024, grown_kib
 
 
 def test_secrets_in_this_process_environment_never_reach_the_child(
