@@ -13,6 +13,7 @@ import itertools
 import json
 import math
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -59,7 +60,7 @@ from .titles import headline
 SCHEMA_LATEST = 6
 # Bump when what ``index_text`` makes of a snippet changes: a library indexed by an older version
 # is indexed again when opened (one transaction), so old and new text never mix in one index.
-INDEX_VERSION = "2"
+INDEX_VERSION = "3"
 BUSY_TIMEOUT_MS = 30_000
 # The columns of the full-text index and their BM25 weights: what the code does (its title, the
 # API it documents, the APIs it calls) outweighs words that merely occur near it.
@@ -352,8 +353,12 @@ def _refresh_trust(
 
 def index_text(s: Snippet) -> tuple[str, ...]:
     """The text of each ``FTS_COLUMNS`` column for a snippet."""
+    # The packages column also holds the words of the file a snippet came from: its module path
+    # (pandas/core/groupby/generic.py) says what it is about where the public API name
+    # (pandas.NamedAgg) does not.
+    place = re.sub(r"\.(py|ipynb|md|rst|txt)$", "", s.source.path or "").replace("/", " ")
     packages = " ".join(
-        p for p in {s.source.package or "", *s.requirements, *s.imports} if p
+        p for p in (*sorted({s.source.package or "", *s.requirements, *s.imports}), place) if p
     ).replace("_", " ").replace("-", " ")
     return tuple(american(t) for t in (
         s.title, split_words([s.api]) if s.api else "", s.summary, s.context,

@@ -403,3 +403,40 @@ def test_most_wanted_snippets_are_validated_first() -> None:
                          "lifelines.fitters.coxph_fitter.CoxPHFitter.fit"]
     assert set(order[4:]) == {"-", "lifelines._utils.helper"}  # no public object: after, short first
     assert sorted(found, key=_wanted)[1].code == "x = 1\n"  # the short one of the same object first
+
+
+def test_a_docstring_example_carries_the_public_name_its_package_exports(
+        library: Library, tmp_path: Path) -> None:
+    # binkit/__init__.py re-exports qcut from binkit/core/api.py, which imports it from the module
+    # that defines it: the snippet is named binkit.qcut, and found by the words of either name.
+    files = {
+        "binkit/__init__.py": "from binkit.core.api import qcut as qcut\nfrom ._version import v\n",
+        "binkit/core/__init__.py": "",
+        "binkit/core/api.py": "from .tiles import qcut\n",
+        "binkit/core/tiles.py": (
+            'def qcut(values, q):\n    """Quantile-based discretization of values.\n\n'
+            '    >>> from binkit.core.tiles import qcut\n    >>> qcut([1, 2, 3, 4], 2)\n    """\n'
+            '    return values\n\n\n'
+            'def inner(values):\n    """Not exported.\n\n    >>> inner([1, 2])\n    """\n    return values\n'),
+    }
+    repo = make_repo(tmp_path / "lab" / "binkit", files)
+    sources.add(library, file_url(Path(repo.working_tree_dir)))
+    refresh(library, validate=False)
+    names = {s.api for s in library.all()}
+    assert names == {"binkit.qcut", "binkit.core.tiles.inner"}
+    for query in ("binkit qcut", "tiles quantile"):
+        first = library.search(query)[0]
+        assert first.snippet.api == "binkit.qcut" and not first.missing, query
+
+
+def test_public_names_follow_re_exports_only_as_far_as_they_go() -> None:
+    from jupyter_codedistiller.distill.exports import Exports
+
+    files = {"p/__init__.py": b"from .a import f\nfrom .b import *\nfrom . import (\n", "p/a.py": b"from .a import f\n"}
+    names = Exports(files.get)
+    assert names.public_name("p/a.py", "f", "p.a.f") == "p.a.f"  # __init__ does not parse
+    files["p/__init__.py"] = b"from .a import f as _f, f as g\n"
+    names = Exports(files.get)
+    assert names.public_name("p/a.py", "f", "p.a.f") == "p.g"  # a self-import is not a loop
+    assert names.public_name("p/a.py", "f.method", "p.a.f.method") == "p.g.method"
+    assert names.public_name("p/b.py", "h", "p.b.h") == "p.b.h"

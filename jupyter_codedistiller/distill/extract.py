@@ -51,7 +51,7 @@ MAX_FILE_BYTES = 1_000_000
 FILE_SECONDS = 10.0
 """Extraction of one file taking longer than this stops with a problem line (the time budget)."""
 
-EXTRACTOR_VERSION = "6"
+EXTRACTOR_VERSION = "7"
 """Bump when extraction or assembly changes what a file yields: sources are then re-extracted in full."""
 
 SUMMARY_CHARS = 300

@@ -466,7 +466,7 @@ def _snippet(src: RegisteredSource, plan: Plan, c: Candidate) -> Snippet:
 def _extract(src: RegisteredSource, plan: Plan, rep: SourceReport, publish: _Publisher,
              stored: dict[str, tuple[str, str]]) -> tuple[list[Snippet], set[str]]:
     """Snippets from the planned files, and the paths whose extraction broke (kept as they are)."""
-    from . import extract
+    from . import exports, extract
 
     files = [p for p in plan.files if extract.is_candidate_file(p)]
     broken: set[str] = set()
@@ -503,9 +503,12 @@ def _extract(src: RegisteredSource, plan: Plan, rep: SourceReport, publish: _Pub
     replanned = set(plan.files) | set(plan.deleted)
     kept_digests = {digest for path, digest in stored.values() if path not in replanned}
     snippets: dict[str, Snippet] = {}
+    names = exports.Exports(lambda path: _read_or_none(plan, path))
     for c in extract.dedupe(found):
         if code_digest(c.code) in kept_digests:
             continue
+        if c.kind == "docstring" and c.api:  # the name it is used by: pandas.qcut, not ...tile.qcut
+            c.api = names.public_name(c.path, c.anchor.split(":")[1], c.api)
         s = _snippet(src, plan, c)
         if s.id in snippets:
             rep.problems.append(f"{src.id}: {c.path}: two examples share the anchor {c.anchor!r}; "
@@ -515,6 +518,15 @@ def _extract(src: RegisteredSource, plan: Plan, rep: SourceReport, publish: _Pub
     # File names and contents come from the repository: keep every problem one printable line.
     rep.problems[:] = [_printable(p) for p in rep.problems]
     return list(snippets.values()), broken
+
+
+def _read_or_none(plan: Plan, path: str) -> bytes | None:
+    """A planned source's file (as ``sources.read_file`` reads it), or None when it cannot be read."""
+    root = plan.root_of(path)
+    try:
+        return sources.read_file(root, path, plan.virtual if root == plan.root else None)
+    except (OSError, ValueError):
+        return None
 
 
 def _size(path: Path) -> int:
