@@ -139,3 +139,17 @@ def test_add_checks_the_ref_against_the_source_settings(home: Path, tmp_path: Pa
     assert f"on {branch}" in out.stdout
     with Library.open(home) as lib:
         assert [s.settings.ref for s in lib.sources()] == [branch]
+
+
+def test_add_reads_sources_as_classify_does(home: Path) -> None:
+    from . import source_cases
+
+    for spec, words in source_cases.REFUSED:
+        out = cli("add", "--", spec)
+        assert out.returncode == 1, (spec, out)
+        assert words in out.stderr and len(out.stderr.strip().splitlines()) == 1, (spec, out.stderr)
+    for spec in source_cases.TRIED:  # classified as git: the clone is tried (and fails here)
+        out = cli("add", "--", spec)
+        assert out.returncode == 1 and f"cannot clone {spec}" in out.stderr, (spec, out.stderr)
+    with Library.open(home) as lib:
+        assert lib.sources(include_removed=True) == []

@@ -647,3 +647,16 @@ def test_refresh_llm_in_the_magic_goes_through_the_cli_path(shell: InteractiveSh
         shell.run_line_magic("distill", "refresh --llm")
     assert "LLM path off" in cap.stderr, "--llm is not silently ignored"
     assert cap.outputs[-1].data["text/plain"].startswith("0 sources: 0 added"), "and the static refresh ran"
+
+
+def test_add_reads_sources_as_classify_does(shell: InteractiveShell, library: Library,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import shlex
+
+    from . import source_cases
+
+    for spec, words in source_cases.REFUSED:
+        assert words in usage_error(shell, f"add -- {shlex.quote(spec)}", capsys), spec
+    for spec in source_cases.TRIED:
+        assert f"cannot clone {spec}" in usage_error(shell, f"add -- {shlex.quote(spec)}", capsys)
+    assert library.sources(include_removed=True) == []

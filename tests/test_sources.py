@@ -17,6 +17,7 @@ from jupyter_codedistiller.distill.refresh import refresh
 from jupyter_codedistiller.distill.sources import SourceError
 from jupyter_codedistiller.library import Library
 
+from . import source_cases
 from .gitrepos import MIT_LICENSE, SAMPLE_FILES, commit, file_url, make_repo, write_files
 
 
@@ -75,7 +76,7 @@ def test_ids_are_derived_and_never_clash(library: Library, tmp_path: Path, upstr
         sources.add(library, file_url(Path(third.working_tree_dir)), name="survkit")
     with pytest.raises(SourceError, match="must be 1-64 lowercase"):
         sources.add(library, file_url(Path(other.working_tree_dir)), name="Bad Name!")
-    assert sources.classify("git@github.com:lab/survkit.git") == (
+    assert sources.classify("git@github.com:lab/survkit.git") == sources.SourceSpec(
         "git", "git@github.com:lab/survkit.git")
     assert sources._url_parts("https://github.com/Lab/SurvKit.git")[-2:] == ["Lab", "SurvKit"]
 
@@ -368,3 +369,22 @@ def test_bundled_license_file_names_its_own_license_first() -> None:
     assert licenses.from_text(bsd + bundled) == "BSD-3-Clause"
     assert licenses.from_text(bundled + bsd) == "AGPL-3.0"
     assert licenses.from_name("BSD License") == "unknown", "the classifier does not say which BSD"
+
+
+@pytest.mark.parametrize(("spec", "kind"), source_cases.ACCEPTED)
+def test_classify_names_the_kind_of_every_source(spec: str, kind: str, tmp_path: Path) -> None:
+    found = sources.classify(spec, base=tmp_path)
+    assert found.kind == kind
+    if kind == "local":
+        assert found.path == (tmp_path / spec).resolve() and found.url == str(found.path)
+    elif spec.startswith("file://"):
+        assert found.url == spec and found.path == Path(spec.removeprefix("file://"))
+    else:
+        assert found.url == spec and found.path is None
+
+
+@pytest.mark.parametrize(("spec", "words"), source_cases.REFUSED)
+def test_classify_refuses_hostile_sources_in_one_line(spec: str, words: str) -> None:
+    with pytest.raises(SourceError) as caught:
+        sources.classify(spec)
+    assert words in str(caught.value) and "\n" not in str(caught.value)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..library import LibraryError, NotFound
-from ..model import RecordError, RegisteredSource, SourceSettings, utcnow
+from ..model import RecordError, RegisteredSource, SourceKind, SourceSettings, utcnow
 from . import licenses
 
 if TYPE_CHECKING:
@@ -439,23 +439,59 @@ def _check_name(name: str) -> str:
     return name
 
 
-def classify(spec: str) -> tuple[str, str]:
-    """(kind, url) for a SOURCE argument: ``pkg:NAME``, a git URL, or a local path."""
+@dataclass(frozen=True)
+class SourceSpec:
+    """What a SOURCE argument names: ``kind`` (git, package, local), the ``url`` to register
+    (``pkg:NAME``, the git URL, or the absolute path) and, for a local path or a ``file://``
+    URL, the folder ``path`` it names on this machine (the API checks where that lies)."""
+
+    kind: SourceKind
+    url: str
+    path: Path | None = None
+
+
+REMOTE_SCHEMES = ("https", "http", "ssh", "git", "git+ssh", "ssh+git")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_TRANSPORT = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*::")  # git's ext::, fd:: remote helpers
+_PACKAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def classify(spec: str, *, base: Path | None = None) -> SourceSpec:
+    """The one reading of a SOURCE argument, for the CLI, the magic and the API alike:
+    ``pkg:NAME``, a git URL (https, http, ssh, git, git+ssh, ssh+git, file, or scp-like
+    ``user@host:path``), or a local path (relative to ``base``, default the working folder).
+
+    Raises SourceError (one line) for anything else: an option-shaped string, control
+    characters, git's ``ext::`` / ``fd::`` transports, other URL schemes, a host that reads
+    as an option.
+    """
     spec = spec.strip()
     if not spec:
         raise SourceError("give a git URL, a path to a git working copy, or pkg:NAME")
-    if spec.startswith("-"):
+    if spec.startswith("-") or any(ord(c) < 32 or ord(c) == 127 for c in spec):
         raise SourceError(f"{spec!r} is not a source")
     if spec.startswith("pkg:"):
         name = spec[4:].strip()
-        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", name):
+        if not _PACKAGE.match(name):
             raise SourceError(f"{spec!r} does not name a distribution; write pkg:NAME")
-        return "package", "pkg:" + name
-    if spec.startswith(_URL_SCHEMES) or _SCP_URL.match(spec):
-        return "git", spec
-    if re.match(r"^[a-z][a-z0-9+.-]*://", spec):
-        raise SourceError(f"{spec}: unsupported URL scheme; use https, ssh, git or file")
-    return "local", str(Path(spec).expanduser().resolve())
+        return SourceSpec("package", "pkg:" + name)
+    scheme = _SCHEME.match(spec)
+    if scheme:
+        name = scheme.group(1).lower()
+        rest = spec[scheme.end():]
+        if name == "file":
+            return SourceSpec("git", spec, ((base or Path.cwd()) / Path(rest or "/")).resolve())
+        if name not in REMOTE_SCHEMES:
+            raise SourceError(f"{spec}: unsupported URL scheme; use https, ssh, git or file")
+        if rest.split("@")[-1].startswith("-") or rest.startswith("-"):
+            raise SourceError(f"{spec!r} is not a source: its host reads as an option")
+        return SourceSpec("git", spec)
+    if _SCP_URL.match(spec):
+        return SourceSpec("git", spec)
+    if _TRANSPORT.match(spec):
+        raise SourceError(f"{spec!r} is not a source: git transports (ext::, fd::) are refused")
+    path = ((base or Path.cwd()) / Path(spec).expanduser()).resolve()
+    return SourceSpec("local", str(path), path)
 
 
 def _check_local(path: str) -> str:
@@ -488,7 +524,8 @@ def add(library: Library, spec: str, *, name: str | None = None,
     A removed source's id may be taken again; its snippets come back when they
     are found again by the next refresh.
     """
-    kind, url = classify(spec)
+    found = classify(spec)
+    kind, url = found.kind, found.url
     if name is not None:
         _check_name(name)
     if ref is not None:

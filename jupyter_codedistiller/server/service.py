@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import signal
 import sys
 import threading
@@ -31,9 +30,6 @@ T = TypeVar("T")
 ADD_TIMEOUT_S = 600
 LOG_TAIL_BYTES = 8 * 1024
 LOG_TAIL_LINES = 20
-_URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
-_SCP = re.compile(r"^[\w.-]+@[\w.-]+:")
-REMOTE_SCHEMES = ("https", "http", "ssh", "git")
 
 
 class ServiceError(Exception):
@@ -147,36 +143,27 @@ class LibraryService:
     def source_argument(self, source: str) -> str:
         """``source`` as the command line should get it; refuses what the API must not reach.
 
-        Remote git URLs and ``pkg:NAME`` pass as they are. A local path (or
-        ``file://`` URL) must lie inside the Jupyter root directory or the
-        library home; relative paths are taken from the Jupyter root.
+        Read by ``sources.classify`` as the CLI and the magic read it. Beyond that reading,
+        the API's own rule: a local path (or ``file://`` URL) must lie inside the Jupyter
+        root directory or the library home; relative paths are taken from the Jupyter root.
         """
-        source = source.strip()
-        if not source or source.startswith("-") or "\x00" in source or "\n" in source:
-            raise ServiceError(400, "source must be a git URL, a local git path or pkg:NAME")
-        if source.startswith("pkg:"):
-            if not re.fullmatch(r"pkg:[A-Za-z0-9][A-Za-z0-9._-]*", source):
-                raise ServiceError(400, f"not a package name: {source!r}")
-            return source
-        match = _URL.match(source)
-        if match and match.group(1).lower() != "file":
-            if match.group(1).lower() not in REMOTE_SCHEMES:
-                raise ServiceError(
-                    400, f"URL scheme {match.group(1)!r} is not allowed; use https, ssh or git"
-                )
-            return source
-        if not match and _SCP.match(source):
-            return source
-        raw = source[len("file://"):] if match else source
+        from ..distill.sources import SourceError, classify
+
         base = self.root_dir or Path.cwd()
-        path = (base / Path(raw).expanduser()).resolve()
+        try:
+            found = classify(source, base=base)
+        except SourceError as exc:
+            raise ServiceError(400, str(exc)) from None
+        if found.path is None:
+            return found.url
+        path = found.path.resolve()
         allowed = [p for p in (self.root_dir, self.home.resolve()) if p]
         if not any(path == p or p in path.parents for p in allowed):
             raise ServiceError(
                 400, "a local source must lie inside the Jupyter root directory or the library home"
             )
         if not path.is_dir():
-            raise ServiceError(400, f"no folder {raw!r} in the Jupyter root directory")
+            raise ServiceError(400, f"no folder {source.strip()!r} in the Jupyter root directory")
         return str(path)
 
     async def add_source(self, source: str, name: str | None, ref: str | None = None) -> dict[str, Any]:

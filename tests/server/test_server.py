@@ -556,3 +556,19 @@ async def test_team_policy_reaches_the_panel_through_insert_blockers(jp_fetch, f
     await jp_fetch(*API, "snippets", sid, "reviews", method="POST", body=json.dumps({"status": "approved"}))
     data = answer(await jp_fetch(*API, "snippets", sid))
     assert not any("team policy" in b for b in data["insert_blockers"])
+
+
+async def test_add_source_reads_sources_as_classify_does(raw, home):
+    from .. import source_cases
+
+    before = library_dump(home)
+    for spec, words in source_cases.REFUSED:
+        r = await raw("sources", method="POST", body=json.dumps({"source": spec}))
+        if not spec.strip():  # the body's own check speaks first
+            words = "field 'source' must not be blank"
+        assert r.code == 400 and words in answer(r)["message"], (spec, r.body)
+        check_spec(answer(r), "/sources", "post", 400)
+    for spec in source_cases.TRIED:  # git+ssh is a git URL here too: the clone is tried
+        r = await raw("sources", method="POST", body=json.dumps({"source": spec}))
+        assert r.code == 400 and f"cannot clone {spec}" in answer(r)["message"], (spec, r.body)
+    assert library_dump(home) == before
