@@ -97,7 +97,7 @@ def main() -> None:
         start = time.perf_counter()
         batch = 5000
         for lo in range(0, args.snippets, batch):
-            lib.upsert(make(i, rng) for i in range(lo, min(lo + batch, args.snippets)))
+            lib.load(make(i, rng) for i in range(lo, min(lo + batch, args.snippets)))
         build = time.perf_counter() - start
         print(f"build      {args.snippets} snippets in {build:.1f} s")
     size = sum(p.stat().st_size for p in folder.glob("library.db*"))

@@ -163,7 +163,10 @@ def api_names(code: str, limit: int = 60) -> list[str]:
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return []
     aliases: dict[str, str] = {}
-    for node in ast.walk(tree):
+    statements = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    # imports are nearly always at the top level: walk the whole tree for them only when not
+    nested = code.count("import") > sum(len(n.names) if isinstance(n, ast.Import) else 1 for n in statements)
+    for node in ast.walk(tree) if nested else statements:
         if isinstance(node, ast.Import):
             for a in node.names:
                 aliases[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
@@ -171,6 +174,8 @@ def api_names(code: str, limit: int = 60) -> list[str]:
             for a in node.names:
                 if a.name != "*":
                     aliases[a.asname or a.name] = f"{node.module}.{a.name}"
+    if not aliases:
+        return []
     found: dict[str, None] = {}
     for node in ast.walk(tree):
         parts: list[str] = []

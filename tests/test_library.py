@@ -22,7 +22,7 @@ from jupyter_codedistiller.library import (
     migrate,
     reindex,
 )
-from jupyter_codedistiller.model import Snippet, Validation
+from jupyter_codedistiller.model import Flag, Snippet, Validation
 from jupyter_codedistiller.people import acting_person
 
 from .conftest import make_snippet
@@ -425,3 +425,22 @@ def test_filters_apply_before_the_scan_cap(library: Library, monkeypatch: pytest
     assert len(library.search("data", limit=20)) == 5, "a very common word ranks among the newest matches"
     found = library.search("data", package="lifelines", limit=20)
     assert len(found) == 5 and {r.snippet.source.package for r in found} == {"lifelines"}
+
+
+def test_bulk_load_stores_and_indexes_as_upsert_does(library: Library, tmp_path: Path) -> None:
+    made = [make_snippet(f"bulk{i}", title=f"Kaplan-Meier fit number {i}") for i in range(7)]
+    assert library.load(made, batch=3) == 7
+    other = Library(tmp_path / "other.db")
+    other.upsert(make_snippet(f"bulk{i}", title=f"Kaplan-Meier fit number {i}") for i in range(7))
+    trust = "SELECT id, trust, review_status, open_flags, lifecycle FROM snippets ORDER BY id"
+    assert library._read(trust) == other._read(trust)
+    assert sorted(ids(library.search("kaplan", limit=20))) == sorted(ids(other.search("kaplan", limit=20)))
+    assert library.get(made[0].id).revision == 1
+    # a stored id goes through upsert (a changed code is the next revision); history is kept
+    changed = make_snippet("bulk0", title="Kaplan-Meier fit number 0", code="print('changed')\n")
+    flagged = make_snippet("flagged")
+    flagged.flags = [Flag(id=0, revision=1, kind="incorrect", reason="wrong", by="ana", when="2025-01-01")]
+    assert library.load([changed, flagged]) == 1
+    assert library.get(changed.id).revision == 2 and library.count() == 8
+    assert [f.reason for f in library.get(flagged.id).flags] == ["wrong"]
+    assert library._read("SELECT open_flags FROM snippets WHERE id = ?", [flagged.id]) == [(1,)]
