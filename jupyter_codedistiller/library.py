@@ -71,7 +71,7 @@ SCAN_CAP = 1000
 SEMANTIC_WEIGHT = 1.0  # with embeddings configured: score x (1 + this x cosine(query, snippet))
 PARTIAL_QUERIES = 12  # at most this many word combinations are asked for partial matches
 COVERAGE_POWER = 1.0  # a partial match's score x (share of the question's words it holds) ** this
-RELAXED = 40  # snippets holding any word that are weighed against the full matches
+RELAXED = 10  # partial matches (at least) that are weighed against the full matches
 RELAX_BELOW = 1  # ... when fewer than this many times the results asked for hold every word
 # Where a query word occurs says how much a snippet is about it: column groups and their weights.
 FIELD_GROUPS = ((("title", "api"), 10.0), (("calls", "tags", "packages", "summary"), 4.0),
