@@ -37,7 +37,6 @@ been retired since); ``generate SOURCE`` forces.
 from __future__ import annotations
 
 import ast
-import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -65,6 +64,7 @@ from .llm import (
     new_nonce,
     template,
 )
+from .tree import Tree, at_commit, at_version
 
 DEFAULT_ITERATIONS = 3  # sandbox runs per item: the first try plus repairs
 MAX_REPAIRS = 5  # failing extracted snippets repaired per source and pass
@@ -242,34 +242,11 @@ class LLMPassReport:
 
 
 @dataclass
-class SourceContext:
-    """A distilled source's files at its pinned commit or version, and how to run code against it."""
+class SourceContext(Tree):
+    """A distilled source's files at its pinned commit or version (``files``: all of them), and
+    how to run code against it: the tree at its pin of ``tree.py``, as refresh plans it."""
 
-    source: RegisteredSource
-    root: Path
-    files: list[str]
-    commit: str | None = None
-    version: str | None = None
-    ref: str | None = None
-    license: str = "unknown"
-    repository: str | None = None
-    package: str | None = None
-    python_path: list[str] = field(default_factory=list)
-    virtual: dict[str, bytes] = field(default_factory=dict)
-
-    @property
-    def pin(self) -> str | None:
-        return self.commit or self.version
-
-    def read(self, path: str, limit: int) -> str | None:
-        """The file's text, at most ``limit`` characters; None when unreadable or binary."""
-        try:
-            data = sources.read_file(self.root, path, self.virtual)
-        except OSError:
-            return None
-        if b"\0" in data[:8192]:
-            return None
-        return data.decode("utf-8", errors="replace")[:limit]
+    source: RegisteredSource = field(kw_only=True)
 
     def python_files(self) -> list[str]:
         """Python files worth showing: no tests, build or docs; the package's own modules first."""
@@ -319,19 +296,12 @@ class SourceContext:
 
 def source_context(library: Library, source_id: str) -> SourceContext:
     """The context of a registered, distilled source; raises GenerateError when there is none."""
-    from .refresh import project_name, standard_site_dirs
-
     src = library.source(source_id)
     if src.state == "removed":
         raise GenerateError(f"source {source_id!r} was removed; add it again first")
     if src.kind == "package":
         info = sources.package_info(src.settings.package or src.url.removeprefix("pkg:"))
-        ctx = SourceContext(source=src, root=info.root, files=sorted({*info.files, *info.virtual}),
-                            version=info.version, license=info.license, repository=info.repository,
-                            package=info.name, virtual=info.virtual)
-        if os.path.realpath(info.root) not in standard_site_dirs():
-            ctx.python_path = [str(info.root)]
-        return ctx
+        return at_version(SourceContext, info, source=src, files=sorted({*info.files, *info.virtual}))
     if not src.last_commit:
         raise GenerateError(f"source {source_id!r} was never distilled; run `codedistiller refresh "
                             f"{source_id}` first")
@@ -340,11 +310,9 @@ def source_context(library: Library, source_id: str) -> SourceContext:
     if head != src.last_commit:
         raise GenerateError(f"the checkout of {source_id!r} is not at the distilled commit "
                             f"{src.last_commit[:12]}; run `codedistiller refresh {source_id}` first")
-    ctx = SourceContext(source=src, root=checkout, files=sources.tracked_files(checkout, head),
-                        commit=head, ref=src.settings.ref, license=src.license or "unknown",
-                        repository=src.settings.repository, package=project_name(checkout))
-    ctx.python_path = [str(checkout)] + ([str(checkout / "src")] if (checkout / "src").is_dir() else [])
-    return ctx
+    return at_commit(SourceContext, checkout, head, ref=src.settings.ref,
+                          repository=src.settings.repository, source=src,
+                          files=sources.tracked_files(checkout, head))
 
 
 def has_core_snippet(library: Library, ctx: SourceContext) -> bool:

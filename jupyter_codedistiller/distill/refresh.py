@@ -53,8 +53,9 @@ from ..model import (
     snippet_id,
     utcnow,
 )
-from . import licenses, sources
+from . import sources
 from .sources import SourceError
+from .tree import Tree, at_commit, at_version
 
 if TYPE_CHECKING:
     from .candidates import Candidate
@@ -182,32 +183,18 @@ class _Publisher:
 
 
 @dataclass
-class Plan:
-    """What to read for one source this time, and what the snippets will pin."""
+class Plan(Tree):
+    """What to read for one source this time (``files``: the changed ones, or every one when
+    ``full``), on the tree at its pin (``tree.py``), and what the snippets will pin."""
 
-    root: Path
-    files: list[str]
     deleted: list[str] = field(default_factory=list)
     full: bool = False
-    commit: str | None = None
-    version: str | None = None
-    ref: str | None = None
-    license: str = licenses.UNKNOWN
-    repository: str | None = None
-    package: str | None = None
-    python_path: list[str] = field(default_factory=list)
-    virtual: dict[str, bytes] = field(default_factory=dict)
     # A package source's upstream layer (repository at the tag, or sdist) and the files read
     # from it (those the installed distribution lacks); one line per layer for `sources`.
     upstream: Any = None
     upstream_files: set[str] = field(default_factory=set)
     layers: list[str] = field(default_factory=list)
     layers_key: str | None = None
-    # Top-level modules of the distribution the snippets run against (a script folder holding
-    # one would shadow it), and the version of the code that runs for it: the installed one, or
-    # the checkout's own when the checkout runs (the sandbox names neither when it is on the path).
-    modules: set[str] = field(default_factory=set)
-    provides: dict[str, str] = field(default_factory=dict)
 
     def root_of(self, path: str) -> Path:
         """The folder ``path`` is read from: the upstream layer's or the plan's root."""
@@ -223,7 +210,7 @@ class Plan:
         folder = (self.root_of(s.source.path) / s.source.path).parent
         if not folder.is_dir():
             return None
-        if any((folder / m).is_dir() or (folder / f"{m}.py").is_file() for m in self.modules):
+        if any((folder / m).is_dir() or (folder / f"{m}.py").is_file() for m in self.dist_modules):
             return None
         return str(folder)
 
@@ -235,22 +222,6 @@ def _extractor_version() -> str | None:
     return str(version) if version is not None else None
 
 
-def project_name(root: Path) -> str | None:
-    """The distribution a repository builds, from pyproject.toml or setup.cfg, if it says."""
-    try:
-        import tomllib
-
-        name = tomllib.loads(licenses.read_small_text(root / "pyproject.toml") or "").get(
-            "project", {}).get("name")
-        if isinstance(name, str) and name:
-            return name
-    except (ImportError, ValueError, AttributeError):  # no tomllib before 3.11
-        pass
-    text = licenses.read_small_text(root / "setup.cfg") or ""
-    m = re.search(r"^\[metadata\][^\[]*?^name\s*=\s*(\S+)", text, re.M | re.S)
-    return m.group(1) if m else None
-
-
 def _plan_git(library: Library, src: RegisteredSource, full: bool) -> Plan:
     checkout = Path(src.location) if src.location else sources.checkout_path(library, src.id)
     ref = src.settings.ref
@@ -259,10 +230,7 @@ def _plan_git(library: Library, src: RegisteredSource, full: bool) -> Plan:
         sources.clone(src.url, checkout, ref=ref)
     sources.clear_stale_locks(checkout)  # a refresh killed during git left them (we hold its lock)
     commit = sources.fetch(checkout, src.url, ref)
-    plan = Plan(root=checkout, files=[], commit=commit, ref=ref,
-                license=licenses.for_tree(checkout),
-                repository=src.settings.repository, package=project_name(checkout))
-    _choose_code(plan, checkout)
+    plan = at_commit(Plan, checkout, commit, ref=ref, repository=src.settings.repository)
     old = src.last_commit
     if not full and old and old != commit:
         try:
@@ -276,93 +244,12 @@ def _plan_git(library: Library, src: RegisteredSource, full: bool) -> Plan:
     return plan
 
 
-def standard_site_dirs() -> set[str]:
-    """The interpreter's own site-packages folders (a package found there needs no path entry)."""
-    import site
-    import sysconfig
-
-    dirs = {sysconfig.get_paths().get(k) for k in ("purelib", "platlib")}
-    try:
-        dirs.update(site.getsitepackages())
-        dirs.add(site.getusersitepackages())
-    except AttributeError:  # some virtualenvs' site module lacks these
-        pass
-    return {os.path.realpath(d) for d in dirs if d}
-
-
-def _top_modules(dist: Any, fallback: str | None) -> set[str]:
-    """Top-level import names a distribution installs (from its files), or its name's."""
-    names = set()
-    for f in dist.files or ():
-        top = f.parts[0] if f.parts else ""
-        if top.endswith((".dist-info", ".egg-info", ".pth", ".data")) or top == "..":
-            continue
-        names.add(top.split(".", 1)[0] if len(f.parts) == 1 else top)
-    names = {n for n in names if n.isidentifier()}
-    if not names and fallback:
-        names.add(re.sub(r"[-.]+", "_", fallback).lower())
-    return names
-
-
 def _in_package(path: str, modules: set[str]) -> bool:
     """Whether a repository path is the package's own code (``pkg/...``, ``src/pkg/...``)."""
     parts = path.split("/")
     if parts[0] == "src" and len(parts) > 1:
         parts = parts[1:]
     return (len(parts) > 1 and parts[0] in modules) or parts[0].removesuffix(".py") in modules
-
-
-def checkout_version(root: Path, package: str | None) -> str | None:
-    """The version a checkout says it is: pyproject/setup.cfg metadata, else ``__version__``."""
-    try:
-        import tomllib
-
-        version = tomllib.loads(licenses.read_small_text(root / "pyproject.toml") or "").get(
-            "project", {}).get("version")
-        if isinstance(version, str) and version:
-            return version
-    except (ImportError, ValueError, AttributeError):
-        pass
-    text = licenses.read_small_text(root / "setup.cfg") or ""
-    m = re.search(r"^\[metadata\][^\[]*?^version\s*=\s*([\w.+!-]+)\s*$", text, re.M | re.S)
-    if m:
-        return m.group(1)
-    module = re.sub(r"[-.]+", "_", package or "").lower()
-    for base in (root, root / "src"):
-        for rel in (f"{module}/__init__.py", f"{module}/_version.py", f"{module}/version.py",
-                    f"{module}.py"):
-            if module:
-                found = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]",
-                                  licenses.read_small_text(base / rel) or "", re.M)
-                if found:
-                    return found.group(1)
-    return None
-
-
-def _choose_code(plan: Plan, checkout: Path) -> None:
-    """Which code a git source's snippets run against: the installed package when its
-    distribution is installed (the checkout is data then, never on the path), else the checkout
-    (whose own version the validation record names)."""
-    import importlib.metadata as metadata
-
-    dist = None
-    if plan.package:
-        try:
-            dist = metadata.distribution(plan.package)
-        except metadata.PackageNotFoundError:
-            dist = None
-    if dist is not None:
-        where = os.path.realpath(str(dist.locate_file("")))
-        plan.python_path = [] if where in standard_site_dirs() else [where]
-        plan.modules = _top_modules(dist, plan.package)
-        plan.provides = {dist.metadata.get("Name") or plan.package: dist.version}
-        return
-    plan.python_path = [str(checkout)]
-    if (checkout / "src").is_dir():
-        plan.python_path.append(str(checkout / "src"))
-    version = checkout_version(checkout, plan.package)
-    if plan.package and version:
-        plan.provides = {plan.package: version}
 
 
 def fetch_upstream_enabled(library: Library, src: RegisteredSource) -> bool:
@@ -384,14 +271,9 @@ def _plan_package(library: Library, src: RegisteredSource, full: bool) -> Plan:
     from . import upstream
 
     info = sources.package_info(src.settings.package or src.url.removeprefix("pkg:"))
-    plan = Plan(root=info.root, files=[], version=info.version, license=info.license,
-                repository=info.repository, package=info.name, virtual=info.virtual)
-    if os.path.realpath(info.root) not in standard_site_dirs():
-        plan.python_path = [str(info.root)]
-    plan.provides = {info.name: info.version}
+    plan = at_version(Plan, info)
     try:
         dist = metadata.distribution(info.name)
-        plan.modules = _top_modules(dist, info.name)
     except metadata.PackageNotFoundError:
         dist = None
     files = set(info.files) | set(info.virtual)
@@ -405,10 +287,10 @@ def _plan_package(library: Library, src: RegisteredSource, full: bool) -> Plan:
             # The installed files win: they are what runs. The upstream layer adds what the wheel
             # lacks (examples, docs, tutorials), not its own copy of the package's modules.
             plan.upstream_files = {p for p in listed
-                                   if p not in files and not _in_package(p, plan.modules)}
+                                   if p not in files and not _in_package(p, plan.dist_modules)}
             files |= plan.upstream_files
             plan.layers_key = f"{layer.name}:{layer.commit or layer.sdist_sha256}"
-            shim = upstream.run_folder(layer, info.root, plan.modules)
+            shim = upstream.run_folder(layer, info.root, plan.dist_modules)
             if shim is not None:  # the installed package, with the upstream's data beside it
                 plan.python_path.insert(0, str(shim))
         plan.layers += layer.lines()
@@ -751,7 +633,7 @@ def record_versions_that_ran(v: Validation, s: Snippet, plan: Plan) -> None:
     through a folder on the path, which the sandbox takes for a checkout and names no version of)."""
     wanted = {m.split(".")[0] for m in s.imports}
     for dist, version in plan.provides.items():
-        modules = plan.modules | {re.sub(r"[-.]+", "_", dist).lower()}
+        modules = plan.dist_modules | {re.sub(r"[-.]+", "_", dist).lower()}
         if wanted & modules or dist in s.requirements:
             v.packages[dist] = version
 
