@@ -256,3 +256,20 @@ def test_a_bad_settings_value_is_refused_in_one_line(settings, message) -> None:
     with pytest.raises(RecordError) as caught:
         RegisteredSource.from_dict({**OLD_SOURCE_ROW, "settings": settings})
     assert str(caught.value) == message
+
+
+def test_the_core_imports_no_jupyter_runtime() -> None:
+    """docs/architecture.md: the core loads no kernel, server, IPython or widgets; nbformat
+    (a file-format library) only inside the functions that read notebooks."""
+    import subprocess
+    import sys
+
+    core = ["model", "schema", "library", "textview", "provenance", "audit", "daemon", "settings",
+            "distill.refresh", "distill.generate", "distill.tree", "distill.sources", "distill.extract",
+            "distill.cluster", "distill.sandbox"]
+    code = ("import sys\n" + "".join(f"import jupyter_codedistiller.{m}\n" for m in core)
+            + "print(sorted(m for m in ('IPython', 'ipykernel', 'jupyter_server', 'jupyter_client', "
+              "'tornado', 'traitlets', 'ipywidgets', 'nbformat') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
