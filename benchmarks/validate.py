@@ -61,18 +61,34 @@ def sample(lib: Library, per_package: int) -> dict[str, list]:
 
 
 def default_mode(args: argparse.Namespace) -> None:
+    import threading
+
     with tempfile.TemporaryDirectory(prefix="cd-validate-default-") as home:
         lib = Library(Path(home) / "library.db")
-        added = ensure_default_sources(lib, per_pass=0)
+        added = ensure_default_sources(lib, per_pass=None)  # all in one pass
         start = time.perf_counter()
         refresh(lib, validate=False)
-        print(f"extract    {lib.count()} snippets of {len(added)} packages in {time.perf_counter() - start:.0f} s")
+        total = lib.count()
+        print(f"extract    {total} snippets of {len(added)} packages in {time.perf_counter() - start:.0f} s",
+              flush=True)
         start = time.perf_counter()
+        done = threading.Event()
+
+        def every_minute() -> None:  # how far it got, should the run be cut short
+            watch = Library(Path(home) / "library.db")
+            while not done.wait(60):
+                by = watch.status().validation
+                left = by.get("pending", 0) + by.get("stale", 0)
+                print(f"  {(time.perf_counter() - start) / 60:5.1f} min  {total - left} validated, {left} left",
+                      flush=True)
+            watch.close()
+
+        threading.Thread(target=every_minute, daemon=True).start()
         report = refresh(lib, settings=sandbox.SandboxSettings(timeout=args.timeout), workers=args.workers)
         took = time.perf_counter() - start
-        st = lib.status()
+        done.set()
         print(f"validate   {took / 60:.1f} min for the default library ({report.summary()}); "
-              f"by status: {st.validation}; target <= 15 min")
+              f"by status: {lib.status().validation}; target <= 15 min")
         lib.close()
 
 

@@ -40,7 +40,7 @@ def installed_curated() -> list[tuple[str, int]]:
     return sorted(found, key=lambda item: item[1])
 
 
-def ensure_default_sources(library: Library, *, per_pass: int = VALIDATE_PER_PASS) -> list[RegisteredSource]:
+def ensure_default_sources(library: Library, *, per_pass: int | None = VALIDATE_PER_PASS) -> list[RegisteredSource]:
     """Register the installed curated packages if the library has never had a source; returns what was added."""
     from .sources import SourceError, add
 
