@@ -68,3 +68,21 @@ def test_static_needs_reads_what_the_code_visibly_does() -> None:
     assert reasons.static_needs("import urllib.request\nurllib.request.urlopen('https://x')") == {"network"}
     assert reasons.static_needs("model.to('cuda')") == {"gpu"}
     assert reasons.static_needs("x = input()") == {"input"}
+
+
+def test_a_throwaway_uid_in_use_is_never_handed_out_again_until_released() -> None:
+    from jupyter_codedistiller.distill.sandbox import supervise
+
+    held = [supervise._next_uid() for _ in range(255)]
+    try:
+        assert len(set(held)) == 255
+        last = supervise._next_uid()  # the one left
+        assert last not in held
+        with pytest.raises(RuntimeError, match="no free throwaway uid"):
+            supervise._next_uid()
+        supervise._release_uid(held[7])
+        assert supervise._next_uid() == held[7]
+        held.append(last)
+    finally:
+        for uid in held:
+            supervise._release_uid(uid)

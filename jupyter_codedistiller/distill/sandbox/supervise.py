@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from .settings import (
 from .zygote import processes_of, rss_of
 
 _uids = itertools.count()
+_uid_lock = threading.Lock()
+_uids_in_use: set[int | None] = set()
 
 
 @dataclass
@@ -118,7 +121,20 @@ def _keep(info: Info | None, interpreter: str, python_path: Sequence[str]) -> li
 
 
 def _next_uid() -> int:
-    return UID_BASE + (os.getpid() % 4096) * 256 + next(_uids) % 256
+    """A throwaway uid that no run of this process is using now; hand it back with ``_release_uid``."""
+    with _uid_lock:
+        for _ in range(256):
+            uid = UID_BASE + (os.getpid() % 4096) * 256 + next(_uids) % 256
+            if uid not in _uids_in_use:
+                _uids_in_use.add(uid)
+                return uid
+    raise RuntimeError("no free throwaway uid: 256 runs at once in this process")
+
+
+def _release_uid(uid: int | None) -> None:
+    """``uid``'s run has ended and nothing of it is left running: another run may have it."""
+    with _uid_lock:
+        _uids_in_use.discard(uid)
 
 
 def _command(plan: Plan, settings: SandboxSettings, workdir: str, keep: list[str],
@@ -208,6 +224,7 @@ def execute(code: str, plan: Plan, settings: SandboxSettings, interpreter: str,
         finally:
             os.close(report_r)
             os.close(lifeline_w)
+            _release_uid(cfg["uid"])  # its namespace, and all it ran, is gone
     finally:
         _remove_tree(workdir)
 

@@ -26,7 +26,7 @@ from .distributions import fingerprint
 from .probe import Info, Plan, host_namespaces
 from .programs import program
 from .settings import MIB, SCRIPT_NAME, WORKDIR_PREFIX, SandboxSettings
-from .supervise import Run, _command, _environment, _keep, _masks, _next_uid, _remove_tree
+from .supervise import Run, _command, _environment, _keep, _masks, _next_uid, _release_uid, _remove_tree
 
 START_TIMEOUT = 180.0  # warm-up imports on a loaded machine
 GRACE = 30.0  # beyond a snippet's own timeout, before the pool counts as stuck
@@ -94,7 +94,10 @@ class WarmPool:
             os.close(report_w)
             os.close(lifeline_r)
         self._lifeline_w, self._report_r = lifeline_w, report_r
-        ready = self._read_line(START_TIMEOUT)
+        try:
+            ready = self._read_line(START_TIMEOUT)
+        finally:
+            _release_uid(cfg["warm"]["probe_uid"])  # its probe child has ended by then (or never will run)
         self.setup = self._setup_event()
         if not ready or not ready.get("ready") or self.setup is None:
             why = (ready or {}).get("error") or self._stderr_tail() or "it ended during warm-up"
@@ -174,15 +177,18 @@ class WarmPool:
         try:
             self.proc.stdin.write((json.dumps(req) + "\n").encode())
             self.proc.stdin.flush()
+            result = self._read_line(self.settings.timeout + GRACE)
+            if result is None or result.get("n") != self._n:
+                self.close()  # and with it the namespace, and whatever of the uid was in it
+                raise PoolDied("the warm interpreter ended or stopped answering")
+            if "error" in result:
+                self.close()
+                raise PoolDied(f"the warm interpreter could not run it: {result['error']}"[:300])
         except OSError as exc:
+            self.close()
             raise PoolDied(f"the warm interpreter stopped reading: {exc}") from exc
-        result = self._read_line(self.settings.timeout + GRACE)
-        if result is None or result.get("n") != self._n:
-            self.close()
-            raise PoolDied("the warm interpreter ended or stopped answering")
-        if "error" in result:
-            self.close()
-            raise PoolDied(f"the warm interpreter could not run it: {result['error']}"[:300])
+        finally:
+            _release_uid(req["uid"])  # answered: every process of the uid was killed first
         sig = result.get("signal")
         run = Run(returncode=-int(sig) if sig else int(result.get("code", 1)),
                   timed_out=bool(result.get("timed_out")), duration=float(result.get("duration") or 0.0),
