@@ -26,6 +26,7 @@ SCHEMA_VERSION = 1
 SourceKind = Literal["git", "package", "local"]
 OriginKind = Literal["verbatim", "assembled", "adapted", "generated"]
 ValidationStatus = Literal["passed", "failed", "timeout", "skipped", "stale", "pending"]
+ValidationMode = Literal["warm", "cold"]
 ReviewStatus = Literal["unreviewed", "approved", "rejected"]
 ReviewDecision = Literal["approved", "rejected"]
 FlagKind = Literal["incorrect", "unsafe", "outdated", "license", "other"]
@@ -186,7 +187,7 @@ class Validation:
     host: str | None = None  # the machine that ran it, when not this one (a cluster worker)
     worker: str | None = None  # that worker's Dask address
     outputs: list[Output] = field(default_factory=list, metadata=rule(max_length=16))
-    mode: str | None = field(default=None, metadata=rule(
+    mode: ValidationMode | None = field(default=None, metadata=rule(
         description="warm (forked from a pre-started interpreter) or cold; null in older records"))
     mode_reason: str | None = field(default=None, metadata=rule(
         description="Why a batch's snippet was not served warm."))

@@ -5,7 +5,8 @@ A record is a dataclass. Each field's type hint is one of ``str``, ``int``, ``fl
 ``bool``, ``None``, ``Any``, ``Literal[...]`` (an enum), ``list[X]``, ``dict[str, X]``,
 another record, or a union of these (``X | None``). What a type cannot say goes in the
 field's metadata, made by ``rule``: ``max_length`` (characters of a text, items of a list),
-``nonblank``, ``pattern``, ``minimum``, ``description``. A field without a default is
+``nonblank``, ``pattern``, ``minimum``, ``description``, and ``items`` (the rule each item of
+a list must keep). A field without a default is
 required. From that one declaration come:
 
 - ``check(record, data, ...)``: whether JSON ``data`` fits the record; a ``RecordError``
@@ -35,10 +36,13 @@ class RecordError(ValueError):
 
 
 def rule(*, max_length: int | None = None, nonblank: bool = False, pattern: str | None = None,
-         minimum: int | None = None, description: str | None = None) -> dict[str, Any]:
-    """A field's limits beyond its type, for ``dataclasses.field(metadata=rule(...))``."""
+         minimum: int | None = None, description: str | None = None,
+         items: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A field's limits beyond its type, for ``dataclasses.field(metadata=rule(...))``.
+    ``items``: the limits of each item of a list, itself a ``rule(...)``."""
     found = {"max_length": max_length, "nonblank": nonblank or None, "pattern": pattern,
-             "minimum": minimum, "description": description}
+             "minimum": minimum, "description": description,
+             "items": items["schema"] if items is not None else None}
     return {"schema": {k: v for k, v in found.items() if v is not None}}
 
 
@@ -228,7 +232,7 @@ def _items(item_hint: Any, value: Any, limits: dict[str, Any], path: str, mode: 
     out = []
     for i, item in enumerate(value):
         try:
-            out.append(_fit(item_hint, item, {}, f"{path}[{i}]", mode))
+            out.append(_fit(item_hint, item, limits.get("items", {}), f"{path}[{i}]", mode))
         except _Misfit:
             if not mode.coerce:  # a model's answer: an item that does not fit is dropped
                 raise
@@ -334,7 +338,7 @@ def json_schema(hint: Any, limits: dict[str, Any] | None = None,
             return _ref(names[values])
         return {"type": "string", "enum": list(values)}
     if origin is list:
-        schema = {"type": "array", "items": json_schema(get_args(hint)[0], None, names)}
+        schema = {"type": "array", "items": json_schema(get_args(hint)[0], limits.get("items"), names)}
         if limits.get("max_length") is not None:
             schema["maxItems"] = limits["max_length"]
         return schema

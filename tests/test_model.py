@@ -273,3 +273,34 @@ def test_the_core_imports_no_jupyter_runtime() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_validation_mode_is_warm_cold_or_absent() -> None:
+    data = json.loads(make_snippet("km").to_json())
+    for mode in ("warm", "cold", None):
+        data["validation"]["mode"] = mode
+        assert Snippet.from_json(json.dumps(data)).validation.mode == mode
+    data["validation"]["mode"] = "lukewarm"
+    with pytest.raises(RecordError, match="validation.mode must be one of warm, cold"):
+        Snippet.from_json(json.dumps(data))
+
+
+def test_item_rules_check_every_item_of_a_list_and_reach_the_schema() -> None:
+    from dataclasses import dataclass, field
+
+    from jupyter_codedistiller.schema import check, record_schema, rule
+
+    @dataclass
+    class Body:
+        ids: list[str] = field(default_factory=list, metadata=rule(
+            max_length=3, items=rule(pattern="[a-z]+", max_length=5)))
+
+    assert check(Body, {"ids": ["ab", "cd"]}) == {"ids": ["ab", "cd"]}
+    with pytest.raises(RecordError, match=r"^ids\[1\] has characters it may not hold$"):
+        check(Body, {"ids": ["ab", "../x"]})
+    with pytest.raises(RecordError, match=r"^ids\[0\] is longer than 5 characters$"):
+        check(Body, {"ids": ["abcdefg"]})
+    with pytest.raises(RecordError, match="holds more than 3 items"):
+        check(Body, {"ids": ["a", "b", "c", "d"]})
+    assert record_schema(Body)["properties"]["ids"] == {
+        "type": "array", "items": {"type": "string", "maxLength": 5, "pattern": "^(?:[a-z]+)$"}, "maxItems": 3}

@@ -74,7 +74,7 @@ class RefreshBody:
     """POST refresh."""
 
     sources: list[str] = field(default_factory=list, metadata=rule(
-        max_length=MAX_SOURCES, description="Source ids; default: all."))
+        max_length=MAX_SOURCES, items=rule(pattern=SOURCE_NAME), description="Source ids; default: all."))
     validate: bool = True
 
 

@@ -25,6 +25,8 @@ export type SourceLayer = 'repository' | 'sdist' | 'installed';
 export const SourceLayerValues: readonly SourceLayer[] = ['repository', 'sdist', 'installed'];
 export type SourceState = 'new' | 'ok' | 'error' | 'removed';
 export const SourceStateValues: readonly SourceState[] = ['new', 'ok', 'error', 'removed'];
+export type ValidationMode = 'warm' | 'cold';
+export const ValidationModeValues: readonly ValidationMode[] = ['warm', 'cold'];
 export type ValidationStatus = 'passed' | 'failed' | 'timeout' | 'skipped' | 'stale' | 'pending';
 export const ValidationStatusValues: readonly ValidationStatus[] = ['passed', 'failed', 'timeout', 'skipped', 'stale', 'pending'];
 
@@ -188,7 +190,7 @@ export interface IValidation {
   worker: string | null;
   outputs: IOutput[];
   /** warm (forked from a pre-started interpreter) or cold; null in older records */
-  mode: string | null;
+  mode: ValidationMode | null;
   /** Why a batch's snippet was not served warm. */
   mode_reason: string | null;
 }

@@ -345,6 +345,8 @@ async def test_refresh_runs_in_a_child_process(jp_fetch, home, raw, jp_serverapp
 
     unknown = await raw("refresh", method="POST", body=json.dumps({"sources": ["nope"]}))
     assert unknown.code == 404
+    bad = await raw("refresh", method="POST", body=json.dumps({"sources": ["nope", "../x"]}))
+    assert bad.code == 400 and "sources[1]" in answer(bad)["message"], bad.body
     check_spec(answer(unknown), "/refresh", "post", 404)
 
 
@@ -485,7 +487,7 @@ BAD_REQUESTS = [
     ("POST", "sources", "{}", 400, "'source' is required"),
     ("POST", "sources", '{"source": "pkg:x", "name": "a b"}', 400, "characters"),
     ("POST", "refresh", '{"sources": "all"}', 400, "list of strings"),
-    ("POST", "refresh", '{"sources": ["../x"]}', 400, "not a source id"),
+    ("POST", "refresh", '{"sources": ["../x"]}', 400, "sources[0]"),
     ("POST", "refresh", '{"validate": "yes"}', 400, "true or false"),
 ]
 
