@@ -220,6 +220,8 @@ def test_old_source_json_loads_into_typed_settings() -> None:
     assert src.settings.ref is None and src.settings.unknown == {}
     assert src.stored() == {**OLD_SOURCE_ROW, "settings": {
         **OLD_SOURCE_ROW["settings"], "ref": None, "head_at_add": None, "last_error_when": None}}
+    unlimited = {**OLD_SOURCE_ROW, "settings": {**OLD_SOURCE_ROW["settings"], "validate_per_pass": 0}}
+    assert RegisteredSource.from_dict(unlimited).settings.validate_per_pass == 0  # written as "no limit"
     bare = RegisteredSource.from_dict({"id": "x", "kind": "git", "url": "https://example.org/x.git"})
     assert bare.settings == SourceSettings() and bare.settings.upstream is True
 
@@ -244,7 +246,7 @@ def test_unknown_settings_of_a_newer_version_survive_a_round_trip_but_are_not_sh
 
 @pytest.mark.parametrize(("settings", "message"), [
     ({"validate_per_pass": "ten"}, "source lifelines settings.validate_per_pass must be a whole number or null"),
-    ({"validate_per_pass": 0}, "source lifelines settings.validate_per_pass must be a whole number of at least 1"),
+    ({"validate_per_pass": -1}, "source lifelines settings.validate_per_pass must be a whole number of at least 0"),
     ({"upstream": "no"}, "source lifelines settings.upstream must be true or false"),
     ({"layers": "installed"}, "source lifelines settings.layers must be a list of strings"),
     ({"ref": "--upload-pack=touch /tmp/x"}, "source lifelines settings.ref has characters it may not hold"),
