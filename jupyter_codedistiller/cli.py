@@ -163,13 +163,13 @@ class TerminalProgress:
         self.width = width
         self.shown = False
 
-    def __call__(self, stage: str, done: int, total: int, detail: str) -> None:
+    def __call__(self, stage: str, done: int, total: int, detail: str, source: str = "") -> None:
         if stage == "done":
             self.close()
             return
         filled = self.width * done // total if total else 0
         bar = "#" * filled + "." * (self.width - filled)
-        line = f"[{bar}] {visible(progress_phrase(stage, done, total, detail))}"
+        line = f"[{bar}] {visible(progress_phrase(stage, done, total, detail, source))}"
         columns = shutil.get_terminal_size((80, 20)).columns
         self.stream.write("\r" + line[: columns - 1].ljust(columns - 1))
         self.stream.flush()

@@ -111,8 +111,8 @@ class Daemon:
         from .distill.refresh import refresh
         from .distill.sandbox import SandboxSettings
 
-        def progress(stage: str, done: int, total: int, detail: str) -> None:
-            self._publish(state="refreshing", step=stage, done=done, total=total, detail=detail)
+        def progress(stage: str, done: int, total: int, detail: str, source: str = "") -> None:
+            self._publish(state="refreshing", step=stage, done=done, total=total, detail=detail, source=source)
             if self.stop.is_set():
                 raise KeyboardInterrupt
 

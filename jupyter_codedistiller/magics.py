@@ -503,14 +503,14 @@ class TextProgress:
         self._sent = 0.0
         self.last = ""
 
-    def __call__(self, stage: str, done: int, total: int, detail: str = "") -> None:
+    def __call__(self, stage: str, done: int, total: int, detail: str = "", source: str = "") -> None:
         now = time.monotonic()
         if stage == self._stage and done < total and now - self._sent < 1.0:
             return
         self._stage, self._sent = stage, now
         from .textview import progress_phrase
 
-        self.show(progress_phrase(stage, done, total, detail))
+        self.show(progress_phrase(stage, done, total, detail, source))
 
     def show(self, text: str) -> None:
         self.last = text

@@ -113,7 +113,7 @@ class ResultsView:
 
 
 class ProgressView:
-    """A progress bar and a label, driven by ``progress(stage, done, total, detail)`` calls.
+    """A progress bar and a label, driven by ``progress(stage, done, total, detail, source)`` calls.
 
     Updates are sent at most ten times a second (each is a comm message), but
     a change of stage and the last step always show.
@@ -129,7 +129,7 @@ class ProgressView:
         self._sent = 0.0
         self.calls = 0
 
-    def __call__(self, stage: str, done: int, total: int, detail: str = "") -> None:
+    def __call__(self, stage: str, done: int, total: int, detail: str = "", source: str = "") -> None:
         self.calls += 1
         now = time.monotonic()
         if stage == self._stage and done < total and now - self._sent < 0.1:
@@ -139,7 +139,7 @@ class ProgressView:
         with self.bar.hold_sync():
             self.bar.max = total
             self.bar.value = max(0, min(int(done or 0), total))
-        self.label.value = esc(progress_phrase(stage, done, total, detail))
+        self.label.value = esc(progress_phrase(stage, done, total, detail, source))
 
     def finish(self, text: str, ok: bool = True) -> None:
         """Show the outcome; the bar turns green, or red when ``ok`` is false."""

@@ -62,7 +62,7 @@ def test_fixture_repository_validates_on_the_cluster_as_it_does_here(tmp_path: P
         local = refresh(here, workers=2, settings=SETTINGS)
         seen: list[str] = []
         remote = refresh(there, settings=SETTINGS, cluster=cluster.address,
-                         progress=lambda stage, done, total, detail: seen.append(detail))
+                         progress=lambda stage, done, total, detail, source="": seen.append(detail))
         assert local.errors == {} and remote.errors == {}
         assert outcomes(there) == outcomes(here)
         assert {"passed"} <= set(outcomes(there).values())
@@ -135,8 +135,8 @@ def test_the_next_source_is_extracted_while_the_cluster_validates_the_last(tmp_p
         quick = sources.add(library, slow_repo(tmp_path / "lab" / "bquick", 2, 0.1)).id
         events: list[tuple[str, str, int, int]] = []
         report = refresh(library, settings=SETTINGS, cluster=cluster.address,
-                         progress=lambda stage, done, total, detail: events.append(
-                             (detail.split(" ")[0], stage, done, total)))
+                         progress=lambda stage, done, total, detail, source="": events.append(
+                             (source, stage, done, total)))
         assert [s.id for s in library.sources()] == [slow, quick]  # refreshed in this order
         assert [r.source_id for r in report.sources] == [slow, quick]
         assert report.errors == {} and report.totals()["passed"] == 8 and report.totals()["pending"] == 0
@@ -155,7 +155,7 @@ def test_killing_a_worker_mid_run_loses_nothing(tmp_path: Path, cluster) -> None
         doomed = cluster.workers[0]
         killed: list[int] = []
 
-        def progress(stage: str, done: int, total: int, detail: str) -> None:
+        def progress(stage: str, done: int, total: int, detail: str, source: str = "") -> None:
             if stage == "validate" and done >= 1 and not killed:  # both workers are busy now
                 cluster.kill(doomed)
                 killed.append(done)
@@ -180,7 +180,7 @@ def test_losing_the_scheduler_mid_run_ends_the_refresh_with_the_rest_pending(tmp
         sources.add(library, slow_repo(tmp_path / "lab" / "b", 2, 0.1))
         killed: list[int] = []
 
-        def progress(stage: str, done: int, total: int, detail: str) -> None:
+        def progress(stage: str, done: int, total: int, detail: str, source: str = "") -> None:
             if stage == "validate" and done >= 1 and not killed:
                 cluster.kill(cluster.scheduler)
                 killed.append(done)

@@ -194,3 +194,24 @@ def test_progress_of_a_dead_process_says_so(library: Library) -> None:
     assert progress_line(progress["daemon"]).startswith("not running (last seen: Validating lifelines: 3 of 9")
     assert progress_line(progress["distiller"]) == "Reading scipy: 1 of 4"
     assert progress_line(ProgressEntry(state="stopped", step="stopped")) == "stopped"
+
+
+def test_a_pass_publishes_its_source_apart_from_the_detail(registered: Path) -> None:
+    """What the daemon publishes during a pass has the shape refresh's own entries have: the
+    source in ``source``, what it is at in ``detail`` (they read the same in status and panel)."""
+    from jupyter_codedistiller.daemon import Daemon
+
+    with Library.open(registered) as lib:
+        published: list[tuple[str, ProgressEntry]] = []
+        store = lib.set_progress
+
+        def keep(key: str, entry: ProgressEntry) -> None:
+            published.append((key, entry))
+            store(key, entry)
+
+        lib.set_progress = keep  # type: ignore[method-assign]  # records, then stores as ever
+        Daemon(lib, interval=3600, workers=1, defaults=False).cycle()
+        steps = [e for key, e in published if key == "daemon" and e.step in ("fetch", "extract", "validate")]
+        assert steps and {e.source for e in steps} == {"cohortkit"}
+        assert not any(e.detail.startswith("cohortkit") for e in steps)
+        assert lib.progress()["daemon"].step == "sleeping"

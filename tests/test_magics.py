@@ -484,18 +484,24 @@ def test_every_progress_bar_words_a_step_the_same(shell: InteractiveShell) -> No
 
     from jupyter_codedistiller.cli import TerminalProgress
     from jupyter_codedistiller.magics import TextProgress
+    from jupyter_codedistiller.model import ProgressEntry
+    from jupyter_codedistiller.textview import progress_line
     from jupyter_codedistiller.widgets import ProgressView
 
-    phrase = "Validating: 3 of 10 (lifelines examples/km.py)"
+    phrase = "Validating lifelines: 3 of 10 (examples/km.py)"
+    step = ("validate", 3, 10, "examples/km.py", "lifelines")
     stream = io.StringIO()
-    TerminalProgress(stream, width=4)("validate", 3, 10, "lifelines examples/km.py")
+    TerminalProgress(stream, width=4)(*step)
     assert stream.getvalue().startswith(f"\r[#...] {phrase}")
     with capture_output():
         text = TextProgress()
-        text("validate", 3, 10, "lifelines examples/km.py")
+        text(*step)
     view = ProgressView("Refreshing")
-    view("validate", 3, 10, "lifelines examples/km.py")
+    view(*step)
     assert text.last == phrase and view.label.value == phrase
+    # ... and the same as the published entry of that step reads in status and the panel
+    stored = ProgressEntry(step="validate", done=3, total=10, detail="examples/km.py", source="lifelines")
+    assert progress_line(stored) == phrase
 
 
 # ---------------------------------------------------------------- library handling
@@ -552,8 +558,8 @@ def test_add_refresh_sources_through_the_distiller(
     bundles = run(shell, "refresh --no-validate")
     text = text_of(bundles)
     steps = [b.get("text/plain", "") for b in bundles]  # the text progress line and its updates
-    assert steps[0] == "starting…" and "Fetching: 0 of 1 (survkit)" in steps
-    assert any(s.startswith("Saving: 1 of 1 (survkit") for s in steps)
+    assert steps[0] == "starting…" and "Fetching survkit: 0 of 1" in steps
+    assert any(s.startswith("Saving survkit: 1 of 1 (") for s in steps)
     assert magics(shell).last_progress.last.startswith("Done (")
     assert "1 source: " in text and " added" in text and "not validated" in text
     assert library.source("survkit").last_commit == repo.head.commit.hexsha

@@ -50,7 +50,7 @@ def by_path(library: Library) -> dict[str, list]:
 
 def test_first_refresh_distils_every_kind_with_provenance(library: Library, upstream,
                                                           added: str, extracted) -> None:
-    seen: list[tuple[str, int, int, str]] = []
+    seen: list[tuple[str, ...]] = []
     report = refresh(library, validate=False, progress=lambda *a: seen.append(a))
     rep = report.sources[0]
     head = upstream.head.commit.hexsha
@@ -73,6 +73,9 @@ def test_first_refresh_distils_every_kind_with_provenance(library: Library, upst
     assert (src.state, src.last_commit, src.last_error) == ("ok", head, None)
     assert library.runs()[0]["counts"]["added"] == rep.added
     assert {stage for stage, *_ in seen} >= {"fetch", "extract", "store", "done"}
+    # each step names its source apart from its detail, as the published entry does
+    assert {a[4] for a in seen if a[0] != "done"} == {added}
+    assert {a[3] for a in seen if a[0] == "extract"} <= set(SAMPLE_FILES)  # the path alone
     assert library.progress()["distiller"].step == "idle"
     assert "survival" in " ".join(library.search("median survival")[0].snippet.title.lower().split())
 
@@ -252,7 +255,7 @@ def test_validation_records_passes_and_failures(library: Library, validating: st
 
     steps: list[str] = []
     report = refresh(library, workers=2, settings=SandboxSettings(timeout=30),
-                     progress=lambda stage, done, total, detail: steps.append(stage))
+                     progress=lambda stage, done, total, detail, source="": steps.append(stage))
     t = report.totals()
     assert (t["passed"], t["failed"], t["pending"]) == (1, 1, 0), report.problems
     assert "validate" in steps

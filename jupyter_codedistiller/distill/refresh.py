@@ -67,9 +67,10 @@ SCRIPT_KINDS = ("script", "gallery-cell", "notebook")  # run with their own fold
 
 
 class Progress(Protocol):
-    """Called as work advances: ``stage`` is fetch, extract, store, validate or done."""
+    """Called as work advances: ``stage`` is fetch, extract, store, validate or done; ``source``
+    names the source the step belongs to ("" for the run as a whole), ``detail`` what it is at."""
 
-    def __call__(self, stage: str, done: int, total: int, detail: str) -> None: ...
+    def __call__(self, stage: str, done: int, total: int, detail: str, source: str = "") -> None: ...
 
 
 COUNT_NAMES = ("added", "updated", "revived", "unchanged", "retired", "stale",
@@ -166,10 +167,9 @@ class _Publisher:
         self.step = ""
 
     def __call__(self, source_id: str, stage: str, done: int, total: int, detail: str = "") -> None:
-        text = f"{source_id} {detail}".strip()
         if self.callback is not None:
             try:
-                self.callback(stage, done, total, text)
+                self.callback(stage, done, total, detail, source_id)
             except Exception:  # a broken progress display must not stop the refresh
                 self.callback = None
         now = time.monotonic()
