@@ -229,11 +229,8 @@ def test_acting_person_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 # ------------------------------------------------------------------ migrations
 
 
-def test_migration_from_schema_version_1(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    conn = connect(path)
-    assert migrate(conn, target=1) == 1
-    s = make_snippet("km")
+def _insert_old_snippet(conn: sqlite3.Connection, s: Snippet) -> int:
+    """Write ``s`` as an older schema stored it (no flags or review in its data); its rowid."""
     data = s.to_dict()
     data.pop("flags")
     data.pop("review")
@@ -243,7 +240,15 @@ def test_migration_from_schema_version_1(tmp_path: Path) -> None:
         (s.id, 1, s.code_sha256, "fixture", "lifelines", "verbatim", "passed", "MIT", "active",
          "2025-01-01", json.dumps(data)),
     )
-    rowid = conn.execute("SELECT rowid FROM snippets").fetchone()[0]
+    return conn.execute("SELECT rowid FROM snippets WHERE id = ?", (s.id,)).fetchone()[0]
+
+
+def test_migration_from_schema_version_1(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = connect(path)
+    assert migrate(conn, target=1) == 1
+    s = make_snippet("km")
+    rowid = _insert_old_snippet(conn, s)
     conn.execute("INSERT INTO snippets_fts(rowid, title, summary, tags, packages, identifiers) "
                  "VALUES (?, ?, ?, '', 'lifelines', '')", (rowid, s.title, s.summary))
     conn.execute("INSERT INTO flags(snippet_id, revision, kind, reason, by, at) "
@@ -273,16 +278,7 @@ def test_migration_from_schema_version_5_drops_the_unused_terms_table_and_indexe
     assert migrate(conn, target=5) == 5
     assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'snippets_terms'").fetchone()[0] == 1
     s = make_snippet("norm", title="Normalise the counts per cell", summary="")
-    data = s.to_dict()
-    data.pop("flags")
-    data.pop("review")
-    conn.execute(
-        "INSERT INTO snippets(id, revision, code_sha256, source_id, package, origin_kind, "
-        "validation_status, license, lifecycle, updated, data) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-        (s.id, 1, s.code_sha256, "fixture", "lifelines", "verbatim", "passed", "MIT", "active",
-         "2025-01-01", json.dumps(data)),
-    )
-    rowid = conn.execute("SELECT rowid FROM snippets").fetchone()[0]
+    rowid = _insert_old_snippet(conn, s)
     conn.execute("INSERT INTO snippets_fts(rowid, title) VALUES (?, ?)", (rowid, s.title))
     assert conn.execute("SELECT count(*) FROM snippets_fts WHERE snippets_fts MATCH 'normalize'").fetchone()[0] == 0
     conn.close()
