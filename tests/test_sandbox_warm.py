@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -185,6 +186,24 @@ def test_a_module_that_fails_to_warm_up_is_served_cold_with_the_reason(tmp_path:
     assert (warm.mode, warm.status) == ("warm", "passed")
 
 
+@contextlib.contextmanager
+def pools_die_on(marker: str) -> Iterator[None]:
+    """While inside: a warm pool asked to run code holding ``marker`` closes and reports it died."""
+    original = WarmPool.run
+
+    def dies(self: WarmPool, code: str) -> sandbox.supervise.Run:
+        if marker in code:
+            self.close()
+            raise PoolDied("killed")
+        return original(self, code)
+
+    WarmPool.run = dies  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        WarmPool.run = original  # type: ignore[method-assign]
+
+
 def test_a_pool_killed_mid_batch_is_restarted_and_one_that_keeps_dying_raises() -> None:
     def ours(pid: int) -> bool:  # a descendant of this test process (not another run's pool)
         while pid > 1:
@@ -216,22 +235,11 @@ def test_a_pool_killed_mid_batch_is_restarted_and_one_that_keeps_dying_raises() 
             os.kill(pid, 9)
     assert next(it)[1].stdout_tail == "2\n"  # served by a fresh warm interpreter
 
-    original = WarmPool.run
-
-    def dies(self: WarmPool, code: str) -> sandbox.supervise.Run:
-        if "die" in code:
-            self.close()
-            raise PoolDied("killed")
-        return original(self, code)
-
-    WarmPool.run = dies  # type: ignore[method-assign]
-    try:
+    with pools_die_on("die"):
         it = validate_many([Task("print(1)"), Task("# die"), Task("print(3)")], settings=FAST)
         assert next(it)[1].status == "passed"
         with pytest.raises(PoolDied):
             next(it)
-    finally:
-        WarmPool.run = original  # type: ignore[method-assign]
     assert zygotes() == []
 
 
@@ -282,24 +290,13 @@ def test_interpreters_side_by_side_are_each_a_full_sandbox() -> None:
 
 
 def test_a_pool_dying_twice_with_interpreters_side_by_side_raises_and_closes_them_all() -> None:
-    original = WarmPool.run
-
-    def dies(self: WarmPool, code: str) -> sandbox.supervise.Run:
-        if "die" in code:
-            self.close()
-            raise PoolDied("killed")
-        return original(self, code)
-
-    WarmPool.run = dies  # type: ignore[method-assign]
-    try:
+    with pools_die_on("die"):
         tasks = [Task(f"print({i})") for i in range(6)] + [Task("# die")] + [Task(f"print({i})") for i in range(20)]
         got = []
         with pytest.raises(PoolDied):
             for _t, v in validate_many(tasks, settings=FAST, workers=2):
                 got.append(v)
         assert got and all(v.status == "passed" for v in got) and len(got) < len(tasks)
-    finally:
-        WarmPool.run = original  # type: ignore[method-assign]
     assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _ours_zygote(int(p.name))]
 
 
