@@ -256,6 +256,16 @@ class Flag:
 
 
 @dataclass
+class Place:
+    """Another place in the same source with (nearly) the same example, merged into a snippet."""
+
+    path: str = ""
+    anchor: str | None = None
+    line_start: int | None = None
+    line_end: int | None = None
+
+
+@dataclass
 class Snippet:
     """A distilled code example with its provenance, validation, review and flags."""
 
@@ -278,8 +288,7 @@ class Snippet:
     lifecycle: Lifecycle = "active"
     created: str | None = None
     updated: str | None = None
-    # near-duplicates of this snippet in the same source, merged into it: {path, anchor, line_start, line_end}
-    also_at: list[dict[str, Any]] = field(default_factory=list)
+    also_at: list[Place] = field(default_factory=list)  # near-duplicates in the same source, merged into it
 
     def __post_init__(self) -> None:
         check_choices(self, "")
@@ -339,7 +348,7 @@ class Snippet:
                 tags=list(data.get("tags") or []),
                 imports=list(data.get("imports") or []),
                 requirements=dict(data.get("requirements") or {}),
-                also_at=list(data.get("also_at") or []),
+                also_at=[Place(**_pick(Place, p)) for p in data.get("also_at") or []],
             )
             snippet = cls(**values)
         except (TypeError, AttributeError) as exc:  # AttributeError: a part that is not an object

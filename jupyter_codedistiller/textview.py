@@ -121,8 +121,7 @@ def provenance_rows(s: Snippet) -> list[ProvenanceRow]:
         rows.append(("upstream", f"sdist {src.sdist} sha256 {src.sdist_sha256} from {src.index_url}"))
     rows.append(("file", src.where()))
     for place in s.also_at:  # near-duplicates merged into this snippet
-        other = Source(kind=src.kind, path=str(place.get("path") or ""),
-                       line_start=place.get("line_start"), line_end=place.get("line_end"))
+        other = Source(kind=src.kind, path=place.path, line_start=place.line_start, line_end=place.line_end)
         rows.append(("also at", other.where()))
     link = src.link()
     if link:

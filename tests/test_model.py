@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict
 
 import pytest
 
 from jupyter_codedistiller.model import (
     SCHEMA_VERSION,
     Flag,
+    Place,
     ProgressEntry,
     RecordError,
     Review,
@@ -87,6 +89,8 @@ def test_unknown_fields_are_ignored_not_kept() -> None:
     data = s.to_dict()
     data["added_later"] = 1
     data["source"]["added_later"] = {"x": 1}
+    s.also_at = [Place(path="docs/intro.md", anchor="md:km:1", line_start=3, line_end=5)]
+    data["also_at"] = [{**asdict(s.also_at[0]), "added_later": 2}]
     for again in (Snippet.from_dict(data), Snippet.from_json(json.dumps(data))):
         assert again == s
         assert "added_later" not in again.to_dict() and "added_later" not in again.to_dict()["source"]
@@ -104,6 +108,8 @@ def test_unknown_fields_are_ignored_not_kept() -> None:
         (("review", "history"), [{"status": "maybe", "by": "a", "when": "t", "revision": 1}],
          "snippet.review.history[0].status must be one of approved, rejected; got 'maybe'"),
         (("source",), [], "snippet.source must be an object"),
+        (("also_at",), [{"path": 5}], "snippet.also_at[0].path must be a string"),
+        (("also_at",), ["README.md"], "snippet.also_at[0] must be an object"),
     ],
 )
 def test_an_import_names_the_field_that_does_not_fit(path: tuple, value: object, message: str) -> None:

@@ -107,8 +107,8 @@ def test_printed_output_from_the_docs_is_not_kept_in_the_code(stored: dict) -> N
 def test_near_duplicates_in_a_source_are_one_snippet_that_links_the_others(stored: dict) -> None:
     [summary] = [s for (p, a), s in stored.items() if a == "md:summary:1"]
     [other] = summary.also_at
-    assert {summary.source.path, other["path"]} == {"README.md", "docs/intro.md"}
-    assert other["anchor"] == "md:summary:1" and other["line_start"]
+    assert {summary.source.path, other.path} == {"README.md", "docs/intro.md"}
+    assert other.anchor == "md:summary:1" and other.line_start
 
 
 def test_a_block_needing_too_much_context_is_skipped_with_the_reason(stored: dict) -> None:
@@ -135,7 +135,7 @@ def test_the_record_round_trips_also_at_and_why_shows_it(stored: dict) -> None:
     assert again.also_at == summary.also_at
     other = summary.also_at[0]
     why = provenance_text(summary).splitlines()
-    assert f"also at    {other['path']} lines {other['line_start']}-{other['line_end']}" in why
+    assert f"also at    {other.path} lines {other.line_start}-{other.line_end}" in why
     posthoc = stored[("docs/guide.md", "md:post-hoc-tests:1")]
     assert "made       assembled (1 line of set-up from earlier in the file)" in provenance_text(posthoc)
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+
+from ..model import Place
 
 CANDIDATE_KINDS = ("script", "gallery-cell", "markdown", "rst", "doctest", "notebook", "docstring")
 
@@ -33,4 +34,4 @@ class Candidate:
     context: str = ""  # prose around the example, for search: docstring text, headings, paragraph before
     context_lines: int = 0  # lines taken from earlier in the document so that it runs alone
     skipped: str = ""  # why it is not worth running ("needs too much context: ..."); code is its own
-    also_at: list[dict[str, Any]] = field(default_factory=list)  # near-duplicates merged into it
+    also_at: list[Place] = field(default_factory=list)  # near-duplicates merged into it

@@ -43,6 +43,7 @@ from jupyter_codedistiller.distill.assemble import (
 )
 from jupyter_codedistiller.distill.candidates import Candidate
 from jupyter_codedistiller.distill.secrets import contains_secret
+from jupyter_codedistiller.model import Place
 from jupyter_codedistiller.titles import docstring_title
 
 MAX_FILE_BYTES = 1_000_000
@@ -209,9 +210,9 @@ def own_share(candidate: Candidate) -> float:
     return 1.0 - min(candidate.context_lines, total) / total
 
 
-def _place(candidate: Candidate) -> dict:
-    return {"path": candidate.path, "anchor": candidate.anchor,
-            "line_start": candidate.line_start, "line_end": candidate.line_end}
+def _place(candidate: Candidate) -> Place:
+    return Place(path=candidate.path, anchor=candidate.anchor,
+                 line_start=candidate.line_start, line_end=candidate.line_end)
 
 
 def dedupe(candidates: list[Candidate]) -> list[Candidate]:

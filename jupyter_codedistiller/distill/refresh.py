@@ -341,7 +341,7 @@ def _snippet(src: RegisteredSource, plan: Plan, c: Candidate) -> Snippet:
         origin=Origin(kind=c.origin, details={"extracted_from": c.kind, "anchor": c.anchor,
                                               "context_lines": c.context_lines}),
         validation=Validation(status="skipped", reason=c.skipped) if c.skipped else Validation(),
-        also_at=[dict(place) for place in c.also_at],
+        also_at=list(c.also_at),
     )
 
 

@@ -141,7 +141,7 @@ export interface ISnippet {
   lifecycle: Lifecycle;
   created: string | null;
   updated: string | null;
-  also_at: Array<Record<string, unknown>>;
+  also_at: IPlace[];
 }
 
 /** Where the code was found: repository or package, commit, file and lines. */
@@ -234,6 +234,14 @@ export interface IFlag {
   resolved_by: string | null;
   resolved_when: string | null;
   resolution: string | null;
+}
+
+/** Another place in the same source with (nearly) the same example, merged into a snippet. */
+export interface IPlace {
+  path: string;
+  anchor: string | null;
+  line_start: number | null;
+  line_end: number | null;
 }
 
 /** One badge: what it is about, the words shown, and how worrying it is. */
