@@ -205,26 +205,8 @@ def pools_die_on(marker: str) -> Iterator[None]:
 
 
 def test_a_pool_killed_mid_batch_is_restarted_and_one_that_keeps_dying_raises() -> None:
-    def ours(pid: int) -> bool:  # a descendant of this test process (not another run's pool)
-        while pid > 1:
-            try:
-                pid = int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
-            except (OSError, ValueError, IndexError):
-                return False
-            if pid == os.getpid():
-                return True
-        return False
-
     def zygotes() -> list[int]:
-        found = []
-        for p in Path("/proc").iterdir():
-            try:
-                if (p.name.isdigit() and b"The warm interpreter: exec'd" in (p / "cmdline").read_bytes()
-                        and ours(int(p.name))):
-                    found.append(int(p.name))
-            except OSError:
-                pass
-        return found
+        return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _ours_zygote(int(p.name))]
 
     it = validate_many([Task("print(1)"), Task("print(2)")], settings=FAST)
     assert next(it)[1].stdout_tail == "1\n"
@@ -301,6 +283,7 @@ def test_a_pool_dying_twice_with_interpreters_side_by_side_raises_and_closes_the
 
 
 def _ours_zygote(pid: int) -> bool:
+    """Whether ``pid`` is a warm interpreter descended from this test process (not another run's)."""
     try:
         if b"The warm interpreter: exec'd" not in Path(f"/proc/{pid}/cmdline").read_bytes():
             return False
