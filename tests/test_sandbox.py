@@ -163,21 +163,27 @@ def test_cpu_limit_ends_a_busy_loop_as_a_timeout() -> None:
     assert v.duration < 10
 
 
+# The peak is VmHWM, the high-water mark of this process's own memory map. Not ru_maxrss: that
+# survives execve, so a process pytest started begins with pytest's own peak (hundreds of MB late
+# in a full run), and growth below it would not show.
 _PEAK_PROBE = """
-import dataclasses, json, resource, sys
+import dataclasses, json, sys
 from jupyter_codedistiller.distill.sandbox import SandboxSettings, validate
+def peak_kib():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
 validate("pass", settings=SandboxSettings(timeout=30))  # the isolation probe and lazy imports
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_kib()
 v = validate(sys.argv[1], settings=SandboxSettings(**json.loads(sys.argv[2])))
-grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+grown = peak_kib() - before
 print(json.dumps({"grown_kib": grown, "validation": dataclasses.asdict(v)}))
 """
 
 
 def validate_in_fresh_process(code: str, **settings: object) -> tuple[Validation, int]:
     """``validate(code)`` run by a fresh interpreter, and how much its peak memory (KiB) grew
-    while it ran: ``ru_maxrss`` only rises, so measured in this test process it would stay
-    put once any earlier test had raised the peak, and the check could not fail."""
+    while it ran: a peak only rises, so measured in this test process it would stay put once
+    any earlier test had raised it, and the check could not fail."""
     done = subprocess.run([sys.executable, "-c", _PEAK_PROBE, code, json.dumps(settings)],
                           capture_output=True, text=True, timeout=120, env=os.environ.copy())
     assert done.returncode == 0, done.stderr[-2000:]
