@@ -66,6 +66,7 @@ BUSY_TIMEOUT_MS = 30_000
 # API it documents, the APIs it calls) outweighs words that merely occur near it.
 FTS_COLUMNS = ("title", "api", "summary", "context", "calls", "tags", "packages", "identifiers")
 FTS_WEIGHTS = (10.0, 8.0, 4.0, 1.5, 3.0, 5.0, 3.0, 1.0)
+INDEX_ROW = f"INSERT INTO snippets_fts(rowid, {', '.join(FTS_COLUMNS)}) VALUES (?{', ?' * len(FTS_COLUMNS)})"
 CANDIDATES = 200
 SCAN_CAP = 1000
 SEMANTIC_WEIGHT = 1.0  # with embeddings configured: score x (1 + this x cosine(query, snippet))
@@ -310,9 +311,8 @@ def reindex(conn: sqlite3.Connection) -> bool:
         conn.execute("DELETE FROM snippets_fts")
         rows = conn.execute("SELECT rowid, data FROM snippets")
         while batch := rows.fetchmany(1000):
-            conn.executemany(
-                f"INSERT INTO snippets_fts(rowid, {', '.join(FTS_COLUMNS)}) VALUES (?{', ?' * len(FTS_COLUMNS)})",
-                [(rowid, *index_text(Snippet.from_dict(json.loads(data)))) for rowid, data in batch])
+            conn.executemany(INDEX_ROW, [(rowid, *index_text(Snippet.from_dict(json.loads(data))))
+                                         for rowid, data in batch])
         conn.execute("INSERT INTO snippets_fts(snippets_fts) VALUES ('optimize')")  # one b-tree, not many segments
         conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('index_version', ?)", (INDEX_VERSION,))
         conn.execute("COMMIT")
@@ -366,11 +366,7 @@ def index_text(s: Snippet) -> tuple[str, ...]:
 
 
 def _index_row(conn: sqlite3.Connection, rowid: int, s: Snippet) -> None:
-    conn.execute(
-        f"INSERT INTO snippets_fts(rowid, {', '.join(FTS_COLUMNS)}) "
-        f"VALUES (?{', ?' * len(FTS_COLUMNS)})",
-        (rowid, *index_text(s)),
-    )
+    conn.execute(INDEX_ROW, (rowid, *index_text(s)))
 
 
 def _process_alive(pid: int) -> bool:
@@ -657,10 +653,7 @@ class Library:
                     rowids = dict(conn.execute(
                         f"SELECT id, rowid FROM snippets WHERE id IN ({','.join('?' * len(fresh))})",
                         [s.id for s in fresh]))
-                    conn.executemany(
-                        f"INSERT INTO snippets_fts(rowid, {', '.join(FTS_COLUMNS)}) "
-                        f"VALUES (?{', ?' * len(FTS_COLUMNS)})",
-                        [(rowids[s.id], *index_text(s)) for s in fresh])
+                    conn.executemany(INDEX_ROW, [(rowids[s.id], *index_text(s)) for s in fresh])
                 added += len(fresh)
                 for s in other:
                     if s.id in stored:

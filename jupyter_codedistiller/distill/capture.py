@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..figures import MAX_FIGURE_BYTES, BadPNG, check_png, hold
@@ -272,6 +273,20 @@ def _read_capped(dir_fd: int, name: str, cap: int) -> bytes | str:
         return data
     finally:
         os.close(fd)
+
+
+def fetch(directory: str, names: Mapping[str, int]) -> dict[str, bytes]:
+    """The regular files ``names`` (name -> most bytes) a finished run left in ``directory``,
+    each read as ``collect`` reads outputs (no link followed); one missing or over its limit is left out."""
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return {}
+    try:
+        got = {name: _read_capped(dir_fd, name, most) for name, most in names.items()}
+    finally:
+        os.close(dir_fd)
+    return {name: data for name, data in got.items() if isinstance(data, bytes)}
 
 
 def _text(data: bytes, label: str) -> Output:

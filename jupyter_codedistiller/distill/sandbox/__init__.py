@@ -228,7 +228,7 @@ def validate_many(tasks: Iterable[Task], *, settings: SandboxSettings | None = N
     left to the caller (pending).
     """
     from .distributions import installed
-    from .warm import dotted_imports, warm_modules
+    from .warm import warm_modules
 
     settings = settings or SandboxSettings()
     tasks = list(tasks)
@@ -250,7 +250,7 @@ def validate_many(tasks: Iterable[Task], *, settings: SandboxSettings | None = N
     queue = [(t, path) for path, batch in groups.items() for t in batch]
 
     def server() -> _Warm:
-        return _Warm(settings, plan, features, interpreter, info, modules, dotted_imports)
+        return _Warm(settings, plan, features, interpreter, info, modules)
 
     yield from _shared_queue(queue, workers, server)
 
@@ -275,9 +275,9 @@ class _Warm:
     """One warm interpreter at a time (for the python_path of the task at hand) and its cold fallback."""
 
     def __init__(self, settings: SandboxSettings, plan: Plan, features: Sequence[str], interpreter: str,
-                 info: Info, modules: Mapping[tuple[str, ...], tuple[str, ...]], dotted_imports: Callable) -> None:
+                 info: Info, modules: Mapping[tuple[str, ...], tuple[str, ...]]) -> None:
         self.settings, self.plan, self.features = settings, plan, tuple(features)
-        self.interpreter, self.info, self.modules, self.needs = interpreter, info, modules, dotted_imports
+        self.interpreter, self.info, self.modules = interpreter, info, modules
         self.pool: WarmPool | None = None
         self.path: tuple[str, ...] | None = None
         self.why_cold: str | None = None
@@ -290,7 +290,7 @@ class _Warm:
         return p
 
     def serve(self, t: Task, path: tuple[str, ...]) -> Validation:
-        from .warm import PoolDied
+        from .warm import PoolDied, dotted_imports
 
         s, plan, info = self.settings, self.plan, self.info
         when = utcnow()
@@ -305,7 +305,7 @@ class _Warm:
             except PoolDied as exc:
                 self.why_cold = str(exc)
         pool = self.pool
-        needs = self.needs(t.code)
+        needs = dotted_imports(t.code)
         broken = sorted(m for m in (pool.failed if pool else {}) if m in needs)
         if pool is None or broken:
             v = validate(t.code, python_path=t.python_path, settings=s, requirements=t.requirements)

@@ -216,10 +216,8 @@ def execute(code: str, plan: Plan, settings: SandboxSettings, interpreter: str,
             run = _supervise(cmd, env, workdir, report_r, report_w, lifeline_r, settings,
                              sweep=plan.tool is None, uid=cfg["uid"])
             run.captured = capture.collect(os.path.join(workdir, capture.DIRNAME))
-            for name, most in (fetch or {}).items():
-                data = _read_regular(os.path.join(workdir, capture.DIRNAME, name), most)
-                if data is not None:
-                    run.fetched[name] = data
+            if fetch:
+                run.fetched = capture.fetch(os.path.join(workdir, capture.DIRNAME), fetch)
             return run
         finally:
             os.close(report_r)
@@ -227,21 +225,6 @@ def execute(code: str, plan: Plan, settings: SandboxSettings, interpreter: str,
             _release_uid(cfg["uid"])  # its namespace, and all it ran, is gone
     finally:
         _remove_tree(workdir)
-
-
-def _read_regular(path: str, most: int) -> bytes | None:
-    """A regular file's content (no link followed), or None when it is not one or is over ``most``."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        data = os.read(fd, most + 1)
-        return data if len(data) <= most else None
-    finally:
-        os.close(fd)
 
 
 def _supervise(cmd: list[str], env: dict[str, str], workdir: str, report_r: int, report_w: int,
