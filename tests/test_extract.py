@@ -1042,3 +1042,23 @@ def test_a_template_that_would_grow_past_reason_is_left_alone() -> None:
     result = extract_file("pkg/big.py", source.encode(), seconds=5)
     assert result.candidates == [] and result.complete
     assert doctemplates.MAX_CHARS < 2 ** 30
+
+
+def test_what_templates_make_is_bounded_over_a_whole_module() -> None:
+    # Each string under the one-string limit, but thousands of them: without a module budget
+    # this file would make 2,000 x 160,000 characters (and as many decorators stack up one
+    # docstring), reading a 100 KB file into hundreds of MB.
+    import ast
+
+    from jupyter_codedistiller.distill import doctemplates
+
+    half = "x" * 80_000
+    source = (f"a = {half!r}\n" + "\n".join(f"b{i} = a + a" for i in range(2000))
+              + "\n" + "\n".join("@Appender(a)" for _ in range(400)) + "\ndef f():\n    pass\n")
+    tree = ast.parse(source)
+    texts = doctemplates.module_texts(tree)
+    made = sum(len(text) for key, (text, _) in texts.strings.items() if key != "a")
+    assert 0 < made <= doctemplates.MAX_MADE
+    assert doctemplates.made_docstring(tree.body[-1], texts, {}) is None  # over the limit, not built on
+    result = extract_file("pkg/many.py", source.encode(), seconds=30)
+    assert result.candidates == [] and result.complete

@@ -18,6 +18,7 @@ import textwrap
 from collections.abc import Iterator
 
 MAX_CHARS = 200_000  # a made docstring longer than this is not one
+MAX_MADE = 4_000_000  # characters one module may make in all (hostile files: bounded memory and time)
 _FIELD = re.compile(r"\{(\w+)\}")
 _PERCENT = re.compile(r"%\((\w+)\)s")
 
@@ -31,6 +32,12 @@ class Texts:
     def __init__(self) -> None:
         self.strings: Strings = {}
         self.dicts: dict[str, dict[str, str]] = {}
+        self.left = MAX_MADE  # characters this module may still make
+
+    def spend(self, text: str) -> bool:
+        """Count ``text`` as made; whether it fits (one string and the module's total)."""
+        self.left -= len(text)
+        return len(text) <= MAX_CHARS and self.left >= 0
 
 
 def _key(node: ast.expr) -> str | None:
@@ -69,12 +76,14 @@ def _fill(template: str, values: dict[str, str], pattern: re.Pattern[str]) -> st
 
 def fold(node: ast.expr, strings: Texts) -> tuple[str, int] | None:
     """The text an expression makes and the line of its first literal, or None if unknown."""
-    out: tuple[str, int] | None = None
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        out = (node.value, node.lineno)
-    elif (key := _key(node)) is not None:
-        out = strings.strings.get(key)
-    elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return (node.value, node.lineno) if len(node.value) <= MAX_CHARS else None
+    if (key := _key(node)) is not None:
+        return strings.strings.get(key)
+    if strings.left < 0:  # the module made all it may: nothing more is worked out
+        return None
+    out: tuple[str, int] | None = None
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
         left, right = fold(node.left, strings), fold(node.right, strings)
         if left and right:
             out = (left[0] + right[0], left[1])
@@ -102,7 +111,7 @@ def fold(node: ast.expr, strings: Texts) -> tuple[str, int] | None:
             else:
                 return None
         out = ("".join(parts), line)
-    if out is not None and len(out[0]) > MAX_CHARS:
+    if out is not None and not strings.spend(out[0]):
         return None
     return out
 
@@ -176,6 +185,8 @@ def made_docstring(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, 
                 joined = "\n".join(textwrap.dedent(t[0]).strip("\n") for t in texts)
                 doc = (_fill(joined, _keywords(decorator.keywords, strings), _FIELD), texts[0][1])
                 made = True
+        if made and doc and not strings.spend(doc[0]):
+            return None  # too long, or the module made all it may
     later = assigned.get(node.name)
     if later is not None:
         return later
