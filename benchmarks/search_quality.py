@@ -1,7 +1,9 @@
 """Search quality on a library built from the installed demo packages.
 
-Builds (or reuses, with ``--keep DIR``) a library from the installed curated
-packages without validating anything, then runs every question of a
+Builds (or reuses, with ``--keep DIR``) the default library of the installed
+curated packages as ``make lab`` builds it (their installed files and the
+upstream sdist of each installed version; ``--installed-only`` reads the
+installed files alone), without validating anything, then runs every question of a
 tab-separated query file (``query<TAB>regex a relevant snippet's code
 matches``, ``#`` lines are comments) and prints the rank of the first
 relevant result per query, MRR@10 and recall@5.
@@ -43,11 +45,13 @@ def main() -> None:
     ap.add_argument("--keep", help="build the library in this folder and reuse it on later runs")
     ap.add_argument("--rebuild", action="store_true", help="extract everything again (with --keep)")
     ap.add_argument("--show", type=int, default=0, help="print the top N titles of each query")
+    ap.add_argument("--installed-only", action="store_true",
+                    help="build from the installed files alone, without the upstream sdists `make lab` reads")
     args = ap.parse_args()
     folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="cd-quality-"))
     folder.mkdir(parents=True, exist_ok=True)
-    # The installed files only: no upstream repository or sdist is fetched for the measurement.
-    os.environ.setdefault("CODEDISTILLER_FETCH_UPSTREAM", "off")
+    if args.installed_only:  # no upstream sdist is read: what the installed files alone hold
+        os.environ["CODEDISTILLER_FETCH_UPSTREAM"] = "off"
     lib = Library(folder / "library.db")
     added = ensure_default_sources(lib)
     if added or args.rebuild or not lib.count():
@@ -57,6 +61,8 @@ def main() -> None:
               f"in {time.perf_counter() - start:.0f} s ({report.summary()})")
     else:
         print(f"library    {lib.count()} snippets from {len(lib.sources())} packages (reused)")
+    upstream = os.environ.get("CODEDISTILLER_FETCH_UPSTREAM", "on")
+    print(f"content    {'installed files only' if upstream == 'off' else 'as make lab builds it (installed files and their upstream sdists)'}")
     queries = read_queries(args.queries)
     reciprocal, hits5, times = 0.0, 0, []
     for query, pattern in queries:

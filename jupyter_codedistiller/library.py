@@ -81,6 +81,7 @@ DF_CAP = 5000
 MORPHOLOGY = True
 ROOT_FROM = 7  # a word this long also matches other words of its root (its stem less a letter)
 FULL_FIRST = True
+WEIGHTED_COVERAGE = False
 BM25_SHARE = 2.0  # how much text relevance (BM25, which favours short texts) adds to what a snippet is about
 RELATED_CREDIT = 0.6  # a word accounted for only by a related word counts this much
 CLOSEST = 5  # results shown as "closest" when nothing matches every word
@@ -1114,7 +1115,11 @@ class Library:
             trust = r[2] / r[5] if r[5] else 1.0
             score = trust * (about + BM25_SHARE * r[5])
             if missing:  # a partial match counts by the share of the question it accounts for
-                score *= (len(found) / len(plan.units)) ** COVERAGE_POWER
+                if WEIGHTED_COVERAGE:
+                    share = sum(weight[i] for i in found) / (sum(weight) or 1.0)
+                else:
+                    share = len(found) / len(plan.units)
+                score *= share ** COVERAGE_POWER
             scored.append(((r[0], r[1], score, r[3], r[4]), missing))
         # Snippets that account for every word come first: a partial match never hides a full one.
         scored.sort(key=lambda item: (bool(item[1]) if FULL_FIRST else 0, -item[0][2], item[0][0]))

@@ -555,6 +555,29 @@ def test_script_title_from_leading_comment_or_file_name() -> None:
     assert named.title == "hazard ratio"
 
 
+def test_file_metadata_is_never_a_title() -> None:
+    """Authors, dates, licences and encodings say nothing about what the code does."""
+    gallery = (
+        '"""\n=====\nDemo of clustering\n=====\n\nClusters two blobs.\n"""\n\n'
+        "# Authors: The Lab developers\n# SPDX-License-Identifier: BSD-3-Clause\n\n"
+        "# %%\n# Data generation\n# ---------------\n# Two blobs of points.\n"
+        "points = [(x, x % 3) for x in range(30)]\nprint(len(points))\n"
+    )
+    found = by_anchor(extract_file("examples/plot_blobs.py", gallery.encode()))
+    assert found["cell:data-generation"].title == "Data generation"
+    assert found["cell:data-generation"].summary == "Two blobs of points."
+    documented = (
+        '"""\nAuthor: A. Person <a@example.org>\nDate: 2012-08-25\n\n'
+        'This example fits a negative binomial model. It compares variants.\n"""\n'
+        "counts = [sum(range(k)) for k in range(10)]\nprint(counts)\n"
+    )
+    [script] = extract_file("examples/nbin.py", documented.encode()).candidates
+    assert script.title.startswith("This example fits a negative binomial model")
+    encoded = b"# -*- coding: utf-8 -*-\n# Encoding categorical features\nprint(sorted({'b', 'a'}))\n"
+    [commented] = extract_file("scripts/encode.py", encoded).candidates
+    assert commented.title == "Encoding categorical features"
+
+
 def test_trivial_script_is_not_a_candidate() -> None:
     result = extract_file("examples/common.py", b"import numpy as np\nimport pandas as pd\n")
     assert result.candidates == [] and result.problems == []

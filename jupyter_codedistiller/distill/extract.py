@@ -52,7 +52,7 @@ MAX_FILE_BYTES = 1_000_000
 FILE_SECONDS = 10.0
 """Extraction of one file taking longer than this stops with a problem line (the time budget)."""
 
-EXTRACTOR_VERSION = "7"
+EXTRACTOR_VERSION = "8"
 """Bump when extraction or assembly changes what a file yields: sources are then re-extracted in full."""
 
 SUMMARY_CHARS = 300
@@ -647,6 +647,17 @@ def _drop_cell_options(body: list[tuple[int, str]]) -> list[tuple[int, str]]:
 # ---------------------------------------------------------------- reStructuredText
 
 _ADORNMENT = re.compile(r"^([=\-`:'\"~^_*+#<>.])\1{2,}\s*$")
+# A line about the file rather than the code (who wrote it, when, under what terms), e.g.
+# "# Authors: The scikit-learn developers" or "Date: 2012-08-25": never a title or a summary.
+_METADATA = re.compile(
+    r"(?i)(copyright\b|\(c\)\s|licen[cs]e\b|spdx-|@author\b|-\*-\s*coding|coding[:=]|"
+    r"(authors?|date|created( on| by)?|modified( on| by)?|last modified|maintainers?|e-?mail|"
+    r"contact|version|revision|written by)\s*:)")
+
+
+def metadata_line(text: str) -> bool:
+    """Whether one line of prose or comment names the file's authors, date, licence or encoding."""
+    return bool(_METADATA.match(text.strip().lstrip("#").strip()))
 _DIRECTIVE = re.compile(r"^(\s*)\.\.\s+([\w:.-]{1,60}?)::(?:\s+(.*))?$")  # on a right-stripped line
 _OPTION = re.compile(r"^\s+:([\w-]+):\s*(.*)$")
 _CODE_DIRECTIVES = frozenset({"code-block", "code", "sourcecode", "highlight-block"})
@@ -946,7 +957,10 @@ def _script_doc(tree: ast.Module, lines: list[str]) -> tuple[str, str, int]:
     """Title and summary from the module docstring or the leading comment; line where it ends."""
     doc = ast.get_docstring(tree)
     if doc:
-        paragraphs = [p for p in re.split(r"\n\s*\n", doc) if p.strip()]
+        paragraphs = [p for p in re.split(r"\n\s*\n", doc)
+                      if p.strip() and not all(metadata_line(line) for line in p.split("\n") if line.strip())]
+        if not paragraphs:
+            return "", "", tree.body[0].end_lineno or 0
         title_lines = [
             line for line in paragraphs[0].split("\n") if line.strip() and not _ADORNMENT.match(line)
         ]
@@ -963,7 +977,7 @@ def _script_doc(tree: ast.Module, lines: list[str]) -> tuple[str, str, int]:
         if not line.startswith("#"):
             break
         body = line.lstrip("#").strip()
-        if line.startswith("#!") or "coding" in body or re.match(r"(?i)copyright|license|spdx", body):
+        if line.startswith("#!") or metadata_line(body):
             continue
         if body and not _ADORNMENT.match(body):
             comment.append(body)
@@ -998,7 +1012,7 @@ def _gallery(
         text: list[str] = []
         k = first
         while k < end and (not lines[k].strip() or _COMMENT.match(lines[k])):
-            if lines[k].strip():
+            if lines[k].strip() and not metadata_line(lines[k]):
                 text.append(lines[k].strip().lstrip("#").strip())
             k += 1
         if is_text:
