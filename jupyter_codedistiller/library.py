@@ -68,6 +68,12 @@ FTS_COLUMNS = ("title", "api", "summary", "context", "calls", "tags", "packages"
 FTS_WEIGHTS = (10.0, 8.0, 4.0, 1.5, 3.0, 5.0, 3.0, 1.0)
 INDEX_ROW = f"INSERT INTO snippets_fts(rowid, {', '.join(FTS_COLUMNS)}) VALUES (?{', ?' * len(FTS_COLUMNS)})"
 CANDIDATES = 200
+# The first results are ranked alike for every page size; further ones are ranked among
+# themselves in rounds of DEEPER, 2 x DEEPER, ... and come after them, so pages never overlap.
+# The first round holds the panel's page of 20 and the one more that says a next page exists.
+FIRST_RANKED = 21
+DEEPER = 50
+RANKINGS_KEPT = 32
 SCAN_CAP = 1000
 SEMANTIC_WEIGHT = 1.0  # with embeddings configured: score x (1 + this x cosine(query, snippet))
 PARTIAL_QUERIES = 12  # at most this many word combinations are asked for partial matches
@@ -417,6 +423,7 @@ class Library:
         self._stemmer = False  # temp.stems exists on this connection
         self._stems: dict[str, str] = {}
         self._query_vectors: dict[tuple[str, str], list[float]] = {}
+        self._rankings: dict[tuple, tuple[list, set, int]] = {}  # see _ranking
         self._embed_quiet_until = 0.0
         self.figures = FigureStore(self.path.parent)
 
@@ -875,12 +882,14 @@ class Library:
             )
             found = [(r, []) for r in _distinct(rows)]
         else:
-            found = self._matching(plan, extra, params, want)
+            # Ranked alike whatever the page size (CLI 10, panel 20, an agent's 50): a deeper
+            # page adds the further matches after the first ones, never between them.
+            found = self._ranking(plan, extra, params, want)
             if found:
                 found = self._rerank(query, found)
         notice = None
         if plan.units and not any(not missing for _, missing in found):
-            found = found[:CLOSEST]
+            found = found[:CLOSEST][offset:want]
             lacking = " ".join(plan.unknown or plan.words)
             whole = plan.unknown or len(plan.words) == 1
             notice = (f"no snippet matches {'' if whole else 'all of '}{lacking!r}"
@@ -1046,6 +1055,22 @@ class Library:
             unit.related = self.related_terms(" ".join(unit.words))
             unit.known = self._probe(unit.expression(expanded=True))
         return SearchPlan(units)
+
+    def _ranking(self, plan: SearchPlan, extra: str, params: list[Any], want: int
+                 ) -> list[tuple[tuple, list[str]]]:
+        """At least the first ``want`` of one ranking of ``_matching`` results that does not depend
+        on ``want``: the best of a ``FIRST_RANKED`` search, then each deeper round's new ones.
+        Rounds already ranked are remembered until the library changes (the panel's next page)."""
+        key = (self._version, repr(plan.units), extra, repr(params))
+        found, seen, depth = self._rankings.pop(key, ([], set(), 0))
+        while depth < want and (not depth or len(found) < want):
+            depth = FIRST_RANKED if not depth else max(DEEPER, depth * 2)
+            found += [item for item in self._matching(plan, extra, params, depth)
+                      if not (item[0][3] in seen or seen.add(item[0][3]))]
+        if len(self._rankings) >= RANKINGS_KEPT:
+            self._rankings.pop(next(iter(self._rankings)))
+        self._rankings[key] = (found, seen, depth)
+        return list(found)
 
     def _matching(self, plan: SearchPlan, extra: str, params: list[Any], want: int
                   ) -> list[tuple[tuple, list[str]]]:

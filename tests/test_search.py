@@ -386,3 +386,32 @@ def test_one_method_documented_alike_on_several_classes_is_one_piece_of_evidence
     library.learn_vocabulary()
     assert "coolwarm" not in library.related_terms("outcome")
     assert "benjamini" in library.related_terms("fdr")
+
+
+def test_pages_of_any_size_list_one_ranking(library: Library) -> None:
+    # Full matches, matches by a longer word, partial matches and the closest ones, of many
+    # lengths: a page of 5, the CLI's 10, the panel's 20 (asked as 21) and one long list all
+    # rank them alike, with no snippet on two pages.
+    import random
+
+    rng = random.Random(7)
+    words = ["survival", "curve", "curves", "cohort", "kaplan", "hazard", "group", "plot", "arm"]
+    for i in range(90):
+        title = " ".join(rng.sample(words, rng.randint(1, 4)))
+        summary = " ".join(rng.choice(words + ["the", "each", "value"]) for _ in range(rng.randint(0, 12)))
+        library.put(make_snippet(f"s{i}", title=f"{title} {i}", summary=summary, code=code(f"s{i}")))
+    for query in ("survival curve", "survival curve cohort", "survival curve cohort zzqx", "kaplan arm"):
+        whole = ids(library.search(query, limit=200))
+        assert len(whole) == len(set(whole)) and whole
+        for size in (5, 10, 21):
+            paged = []
+            for offset in range(0, len(whole) + size, size):
+                paged += ids(library.search(query, limit=size, offset=offset))
+            assert paged == whole, (query, size)
+    # What was ranked for the next page is forgotten when the library changes.
+    assert ids(library.search("kaplan arm", limit=5, offset=5))
+    new = library.put(make_snippet("new", title="Kaplan arm", summary="Kaplan arm.", code=code("new")))
+    assert ids(library.search("kaplan arm", limit=5))[0] == new.id
+    other = Library(library.path)  # a write by another connection is seen too
+    other.put(make_snippet("newer", title="Kaplan arm kaplan", summary="Kaplan arm arm.", code=code("newer")))
+    assert library.get(ids(library.search("kaplan arm", limit=3))[0]).title == "Kaplan arm kaplan"
