@@ -16,13 +16,14 @@ TITLE_CHARS = 140
 SUMMARY_CHARS = 240
 # A title that is a bare reST directive, label or substitution says nothing to a reader.
 _DIRECTIVE = re.compile(r"^\s*\.\.\s*(_[^:]*:|[\w:-]+::|\|[^|]*\|)")
-_ROLE = re.compile(r":[\w:.-]+:`(?:[^`<]*<)?([^`>]*)>?`")
+# An inline role, reST (:func:`name`, :ref:`text <x>`) or MyST ({func}`name`): its text.
+ROLE = re.compile(r"(?::[\w:.-]+:|\{[\w:.-]+\})`(?:[^`<]*<)?([^`>]*)>?`")
 _SENTENCE_END = re.compile(r"(?<![A-Z])(?<!\be\.g)(?<!\bi\.e)(?<!\bvs)(?<!\bet al)[.!?](?=\s+[A-Z(\[`\"']|\s*$)")
 _PREFIX = re.compile(r"^([A-Za-z_][\w.]*)(\([^)]*\))?\s*:\s+(\S.*)$")
 
 
 def _squash(text: str) -> str:
-    return " ".join(_ROLE.sub(r"\1", text or "").replace("``", "").split())
+    return " ".join(ROLE.sub(r"\1", text or "").replace("``", "").split())
 
 
 def first_sentence(text: str, limit: int = TITLE_CHARS) -> tuple[str, str]:

@@ -44,7 +44,7 @@ from jupyter_codedistiller.distill.assemble import (
 from jupyter_codedistiller.distill.candidates import Candidate
 from jupyter_codedistiller.distill.secrets import contains_secret
 from jupyter_codedistiller.model import Place
-from jupyter_codedistiller.titles import docstring_title
+from jupyter_codedistiller.titles import ROLE, docstring_title
 
 MAX_FILE_BYTES = 1_000_000
 """Files larger than this are skipped with a problem line."""
@@ -52,7 +52,7 @@ MAX_FILE_BYTES = 1_000_000
 FILE_SECONDS = 10.0
 """Extraction of one file taking longer than this stops with a problem line (the time budget)."""
 
-EXTRACTOR_VERSION = "8"
+EXTRACTOR_VERSION = "9"
 """Bump when extraction or assembly changes what a file yields: sources are then re-extracted in full."""
 
 SUMMARY_CHARS = 300
@@ -345,7 +345,7 @@ def slug(text: str) -> str:
 
 _INLINE = (
     (re.compile(r"!?\[([^\[\]]*)\]\([^()]*\)"), r"\1"),  # [text](url), images
-    (re.compile(r":[\w:.-]+:`(?:[^`<]*<)?([^`>]*)>?`"), r"\1"),  # :func:`name`, :ref:`t <x>`
+    (ROLE, r"\1"),  # :func:`name`, :ref:`t <x>`, {func}`name`
     (re.compile(r"`+([^`]*)`+_{0,2}"), r"\1"),
     (re.compile(r"<[^<>]+>"), ""),  # html tags
     (re.compile(r"(\*\*|__|\*)(\S(?:.*?\S)?)\1"), r"\2"),
@@ -652,7 +652,11 @@ _ADORNMENT = re.compile(r"^([=\-`:'\"~^_*+#<>.])\1{2,}\s*$")
 _METADATA = re.compile(
     r"(?i)(copyright\b|\(c\)\s|licen[cs]e\b|spdx-|@author\b|-\*-\s*coding|coding[:=]|"
     r"(authors?|date|created( on| by)?|modified( on| by)?|last modified|maintainers?|e-?mail|"
-    r"contact|version|revision|written by)\s*:)")
+    r"contact|version|revision|written by)\s*:|(flake8|noqa|pylint|isort|fmt|mypy|type)\s*:|"
+    r"[\w./-]+\.(ipynb|py|md|rst|txt)$)")
+# A comment block that marks its file as made by a tool (a notebook exported as a script):
+# every line of that block is about the file.
+_GENERATED = re.compile(r"(?i)\b(do not edit|auto-?generated|generated (by|from|with))\b")
 
 
 def metadata_line(text: str) -> bool:
@@ -968,21 +972,24 @@ def _script_doc(tree: ast.Module, lines: list[str]) -> tuple[str, str, int]:
         rest = " ".join(title_lines[1:] + paragraphs[1:2])
         end = tree.body[0].end_lineno or 0
         return title, clean_inline(rest), end
-    comment: list[str] = []
+    # The leading comment blocks (blank lines apart), before the first code line.
+    blocks: list[list[str]] = [[]]
     for line in lines:
         if not line.strip():
-            if comment:
-                break
+            blocks.append([])
             continue
         if not line.startswith("#"):
             break
-        body = line.lstrip("#").strip()
-        if line.startswith("#!") or metadata_line(body):
+        blocks[-1].append(line)
+    for block in blocks:
+        if any(_GENERATED.search(line) for line in block):
             continue
-        if body and not _ADORNMENT.match(body):
-            comment.append(body)
-    if comment:
-        return clean_inline(comment[0]), clean_inline(" ".join(comment[1:])), 0
+        # "# # Heading": a Markdown heading of a notebook exported as a script
+        comment = [body for body in (re.sub(r"^[#\s]+", "", line).strip() for line in block
+                                     if not line.startswith("#!") and not metadata_line(line))
+                   if body and not _ADORNMENT.match(body)]
+        if comment:
+            return clean_inline(comment[0]), clean_inline(" ".join(comment[1:])), 0
     return "", "", 0
 
 
