@@ -17,6 +17,7 @@ import re
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -56,6 +57,7 @@ from .textindex import (
     split_words,
 )
 from .titles import headline
+from .vocabulary import phrase_key
 
 SCHEMA_LATEST = 6
 # Bump when what ``index_text`` makes of a snippet changes: a library indexed by an older version
@@ -87,6 +89,7 @@ DF_CAP = 5000
 MORPHOLOGY = True
 ROOT_FROM = 7  # a word this long also matches other words of its root (its stem less a letter)
 FULL_FIRST = True
+ACRONYM_WORDS = 6  # the most words an acronym of the library's stands for in a query
 WEIGHTED_COVERAGE = False
 BM25_SHARE = 2.0  # how much text relevance (BM25, which favours short texts) adds to what a snippet is about
 RELATED_CREDIT = 0.6  # a word accounted for only by a related word counts this much
@@ -911,18 +914,33 @@ class Library:
         # Snippets of one package with one title (a method documented alike on several classes)
         # are one document: their shared words are one piece of evidence, not several.
         documents: dict[tuple[str, str], set[str]] = {}
+        prose: list[str] = []
         for (data,) in self._read("SELECT data FROM snippets WHERE lifecycle = 'active'"):
             s = Snippet.from_dict(json.loads(data))
             key = (s.source.package or s.source.source_id or "", s.title.strip().lower() or s.id)
             documents.setdefault(key, set()).update(vocabulary.words(" ".join(index_text(s))))
+            prose.append(f"{s.title}\n{s.summary}\n{s.context}")
         learnt = vocabulary.related(documents.values())
+        df = Counter(w for d in documents.values() for w in d)
+        defined = vocabulary.acronyms(prose, df, len(documents))
+        rows = {(t, r): w for t, rel in learnt.items() for r, w in rel}
+        for acronym, terms in defined.items():  # both ways: "roc" <-> "receiver operating characteristic"
+            rows[(acronym, " ".join(terms))] = rows[(phrase_key(terms), acronym)] = vocabulary.ACRONYM_WEIGHT
         with self.transaction() as conn:
             conn.execute("DELETE FROM vocabulary")
-            conn.executemany(
-                "INSERT INTO vocabulary(term, related, weight) VALUES (?, ?, ?)",
-                [(t, r, w) for t, rel in learnt.items() for r, w in rel],
-            )
+            conn.executemany("INSERT INTO vocabulary(term, related, weight) VALUES (?, ?, ?)",
+                             [(t, r, w) for (t, r), w in rows.items()])
         return len(learnt)
+
+    def _acronyms(self) -> dict[str, str]:
+        """The acronyms the library defines, both ways: phrase key -> acronym, acronym -> phrase."""
+        from .vocabulary import ACRONYM_WEIGHT
+
+        key = (self._version, "acronyms")
+        if key not in self._probes:
+            self._probes[key] = dict(self._read(
+                "SELECT term, related FROM vocabulary WHERE weight = ?", (ACRONYM_WEIGHT,)))
+        return self._probes[key]
 
     def related_terms(self, word: str) -> list[str]:
         """Words the library's own documents relate to ``word``, strongest first."""
@@ -1026,9 +1044,18 @@ class Library:
         if terms:  # what the probes learnt holds until someone writes (data_version: others' writes)
             self._version = self._read("PRAGMA data_version")[0][0] + self._writes
         units: list[Unit] = []
+        defined = self._acronyms() if terms else {}
         i = 0
         while i < len(terms):
             word = terms[i]
+            # words an acronym the library defines stands for: one unit, the acronym a spelling
+            group = next((terms[i:i + k] for k in range(ACRONYM_WORDS, 1, -1)
+                          if i + k <= len(terms) and phrase_key(terms[i:i + k]) in defined), None)
+            if group:
+                units.append(Unit(tuple(group), ["(" + " AND ".join(map(quoted, group)) + ")",
+                                                 quoted(defined[phrase_key(group)])]))
+                i += len(group)
+                continue
             if i + 1 < len(terms) and self._probe(quoted(word + terms[i + 1])):
                 pair = terms[i + 1]
                 units.append(Unit((word, pair), [f'({quoted(word)} AND {quoted(pair)})',
@@ -1036,6 +1063,8 @@ class Library:
                 i += 2
                 continue
             unit = Unit((word,), [quoted(word)])
+            if " " in defined.get(word, ""):  # an acronym: also the words it stands for
+                unit.spellings.append("(" + " AND ".join(map(quoted, defined[word].split())) + ")")
             root = self._stem([word])[word][:-1]
             if MORPHOLOGY and len(word) >= ROOT_FROM and len(root) >= ROOT_FROM - 1 and root.isalpha():
                 # the same root in another form: classifier / classification, normalisation / -ize

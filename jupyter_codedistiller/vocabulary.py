@@ -14,9 +14,9 @@ import itertools
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
-from .textindex import STOPWORDS
+from .textindex import STOPWORDS, query_terms
 
 _TOKEN = re.compile(r"[^\W_]{2,}", re.UNICODE)
 PER_DOCUMENT = 30  # the rarest words of a document that take part in pairs
@@ -72,3 +72,51 @@ def related(documents: Iterable[set[str]]) -> dict[str, list[tuple[str, float]]]
             out.setdefault(a, []).append((b, weight))
             out.setdefault(b, []).append((a, weight))
     return {t: sorted(r, key=lambda x: (-x[1], x[0]))[:RELATED_PER_TERM] for t, r in out.items()}
+
+
+# "Words Words Words (ABC)": an acronym defined where it is first used, in prose.
+_DEFINITION = re.compile(r"((?:[A-Za-z][A-Za-z'-]*\s+){1,6}?)\(([A-Z][A-Za-z]{1,5}?)s?\)")
+ACRONYM_WEIGHT = 2.0  # above any mined weight (a cosine, at most 1): marks a definition
+
+
+def phrase_key(terms: Iterable[str]) -> str:
+    """The form under which a phrase of query terms is looked up (each word as ``normal``)."""
+    return " ".join(normal(t) for t in terms)
+
+
+def definitions(text: str) -> Iterator[tuple[str, str]]:
+    """(phrase, acronym) for each acronym ``text`` defines, e.g. ("receiver operating
+    characteristic", "roc") from "Receiver Operating Characteristic (ROC)": the words right
+    before the parentheses whose initials (hyphenated parts too) spell it."""
+    for m in _DEFINITION.finditer(text[:MAX_DEFINED_TEXT]):
+        acronym = m.group(2)
+        if sum(c.isupper() for c in acronym) < 2:
+            continue  # "(Tarashansky)", "(see)"
+        words = m.group(1).split()
+        for k in range(1, len(words) + 1):
+            tail = words[-k:]
+            initials = "".join(p[0] for w in tail for p in w.split("-") if p)
+            if initials.lower() == acronym.lower():
+                yield " ".join(tail).lower(), acronym.lower()
+                break
+            if len(initials) > len(acronym):
+                break
+
+
+MAX_DEFINED_TEXT = 20_000
+
+
+def acronyms(texts: Iterable[str], df: Counter[str], documents: int) -> dict[str, tuple[str, ...]]:
+    """acronym -> the query terms of the one phrase the library defines it as.
+
+    Left out: an acronym defined as two different phrases (``mse``), one that is itself a word
+    of its phrase, one shorter than two terms, and one in more than ``max(20, 5%)`` of the
+    documents (``pd``: pandas, not partial dependence)."""
+    found: dict[str, dict[str, tuple[str, ...]]] = {}
+    for text in texts:
+        for phrase, acronym in definitions(text):
+            terms = tuple(query_terms(phrase))
+            if len(terms) >= 2 and acronym not in terms:
+                found.setdefault(acronym, {}).setdefault(phrase_key(terms), terms)
+    ceiling = max(20, documents // 20)
+    return {a: next(iter(p.values())) for a, p in found.items() if len(p) == 1 and df.get(a, 0) <= ceiling}

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -18,7 +19,7 @@ from jupyter_codedistiller.library import Library, SearchResults
 from jupyter_codedistiller.server.handlers import result_json
 from jupyter_codedistiller.textview import result_lines
 from jupyter_codedistiller.titles import clean_title, docstring_title, first_sentence, headline
-from jupyter_codedistiller.vocabulary import related
+from jupyter_codedistiller.vocabulary import acronyms, definitions, related
 
 from .conftest import make_snippet
 
@@ -99,6 +100,40 @@ def test_related_words_need_company_in_several_documents() -> None:
     learnt = related(docs)
     assert ("beta", 1.0) in learnt["alpha"]
     assert "delta" not in {r for r, _ in learnt.get("gamma", [])}  # together only once
+
+
+def test_acronyms_are_learnt_from_where_the_library_defines_them() -> None:
+    assert list(definitions("The Receiver Operating Characteristic (ROC) curve.")) == [
+        ("receiver operating characteristic", "roc")]
+    assert list(definitions("Kaplan-Meier (KM) estimate; Support Vector Machines (SVMs).")) == [
+        ("kaplan-meier", "km"), ("support vector machines", "svm")]
+    assert list(definitions("as in Tarashansky et al. (Tarashansky) and a value (see Notes)")) == []
+    df = Counter({"pd": 40, "roc": 2})
+    texts = ["Partial Dependence (PD) plots.", "Receiver Operating Characteristic (ROC) curve.",
+             "Mean Squared Error (MSE).", "Maximum Spacing Estimation (MSE).",
+             "Principal Components Analysis (PCA).", "Principal Component Analysis (PCA)."]
+    learnt = acronyms(texts, df, documents=100)
+    # pd is in too many documents; mse is defined two ways; a plural is the same phrase
+    assert set(learnt) == {"roc", "pca"}
+    assert learnt["roc"] == ("receiver", "operating", "characteristic")
+
+
+def test_an_acronym_and_the_words_it_stands_for_meet(library: Library) -> None:
+    # One document defines the acronym; another uses only the acronym, a third only the words.
+    library.put(make_snippet("define", title="Support vector machines",
+                             summary="Support Vector Machines (SVMs) are supervised learning methods.",
+                             code=code("define")))
+    short = library.put(make_snippet("short", title="Maximum margin hyperplane of an SVM", summary="",
+                                     code=code("short")))
+    spelt = library.put(make_snippet("spelt", title="Nu support vector classification",
+                                     summary="A support vector machine with a bound on errors.",
+                                     code=code("spelt")))
+    assert short.id not in ids(library.search("support vector machine"))  # nothing learnt yet
+    library.learn_vocabulary()
+    found = library.search("support vector machine margin")
+    assert ids(found)[0] == short.id and found[0].missing == []
+    assert spelt.id in ids(library.search("svm bound errors"))
+    assert library.search("svm bound errors")[0].missing == []
 
 
 def test_nothing_matches_says_so_and_shows_the_closest(library: Library) -> None:
