@@ -186,16 +186,52 @@ def test_a_module_that_fails_to_warm_up_is_served_cold_with_the_reason(tmp_path:
     assert (warm.mode, warm.status) == ("warm", "passed")
 
 
+def test_one_warm_interpreter_serves_every_path_of_a_batch_each_child_its_own(tmp_path: Path) -> None:
+    # Two example folders of one source, each with a module of the same name; the first also
+    # shadows an installed package. One interpreter serves all three (no warm-up per folder),
+    # and each child resolves its imports from its own path only, as a cold run does.
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder, value in ((first, "first"), (second, "second")):
+        folder.mkdir()
+        (folder / "helper.py").write_text(f"WHERE = {value!r}\n")
+    (first / "numpy.py").write_text("pi = 'the folder, not the package'\n")
+    show = ("import helper, numpy, os, sys\n"
+            "print('SEEN', helper.WHERE, numpy.pi, os.environ.get('PYTHONPATH', ''), os.getppid())\n")
+    tasks = [Task(show, (str(first),)), Task(show, (str(second),)),
+             Task("import numpy, sys, os\nprint('SEEN', numpy.pi, 'helper' in sys.modules, "
+                  "os.environ.get('PYTHONPATH', ''), os.getppid())")]
+    starts = []
+    original = WarmPool.start
+
+    def counted(self: WarmPool) -> None:
+        starts.append(self.python_path)
+        original(self)
+
+    WarmPool.start = counted  # type: ignore[method-assign]
+    try:
+        results = [v for _, v in validate_many(tasks, settings=FAST)]
+    finally:
+        WarmPool.start = original  # type: ignore[method-assign]
+    assert [v.mode for v in results] == ["warm"] * 3, [v.mode_reason for v in results]
+    assert all(v.status == "passed" for v in results), [(v.reason, v.stderr_tail) for v in results]
+    seen = [v.stdout_tail.rpartition("SEEN ")[2].split() for v in results]
+    assert seen[0][:3] == ["first", "the", "folder,"] and seen[0][-2] == os.path.realpath(first)
+    assert seen[1][:2] == ["second", "3.141592653589793"] and seen[1][-2] == os.path.realpath(second)
+    assert seen[2][:2] == ["3.141592653589793", "False"] and len(seen[2]) == 3  # no PYTHONPATH
+    assert len(starts) == 1 and set(starts[0]) == {os.path.realpath(first), os.path.realpath(second)}
+    assert len({s[-1] for s in seen}) == 1  # the same warm parent forked all three
+
+
 @contextlib.contextmanager
 def pools_die_on(marker: str) -> Iterator[None]:
     """While inside: a warm pool asked to run code holding ``marker`` closes and reports it died."""
     original = WarmPool.run
 
-    def dies(self: WarmPool, code: str) -> sandbox.supervise.Run:
+    def dies(self: WarmPool, code: str, python_path: tuple[str, ...] | None = None) -> sandbox.supervise.Run:
         if marker in code:
             self.close()
             raise PoolDied("killed")
-        return original(self, code)
+        return original(self, code, python_path)
 
     WarmPool.run = dies  # type: ignore[method-assign]
     try:

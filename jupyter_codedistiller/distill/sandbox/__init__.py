@@ -217,12 +217,13 @@ def validate_many(tasks: Iterable[Task], *, settings: SandboxSettings | None = N
                   warm: bool = True, workers: int = 1) -> Iterator[tuple[Task, Validation]]:
     """Validate ``tasks``, yielding each ``(task, validation)`` as it is done.
 
-    ``workers`` servers take tasks from one shared queue, in the order given
-    (tasks sharing a ``python_path`` together); with one, results come in that
-    order, with more, as they are done. Each server is a warm interpreter of its
-    own, a full sandbox (own namespaces, ``/tmp``, ``/dev/shm``, loopback,
-    ``/proc``), that has imported the installed modules its tasks use (rebuilt
-    when an installed version changes); what it cannot serve runs cold, with
+    ``workers`` servers take tasks from one shared queue, in the order given;
+    with one, results come in that order, with more, as they are done. Each
+    server is a warm interpreter of its own, a full sandbox (own namespaces,
+    ``/tmp``, ``/dev/shm``, loopback, ``/proc``) that sees every ``python_path``
+    of the batch and has imported the installed modules the tasks use, none
+    that a path provides (rebuilt when an installed version changes); each
+    child gets its own task's path. What it cannot serve runs cold, with
     ``mode_reason`` saying why. Raises ``warm.PoolDied`` when a warm interpreter
     dies twice running the same snippet: what was yielded is done, the rest is
     left to the caller (pending).
@@ -242,15 +243,17 @@ def validate_many(tasks: Iterable[Task], *, settings: SandboxSettings | None = N
         yield from _shared_queue([(t, ()) for t in tasks], workers, cold)
         return
     plan, features = plan_for(settings.isolation)
-    groups: dict[tuple[str, ...], list[Task]] = {}
-    for t in tasks:
-        groups.setdefault(tuple(os.path.realpath(p) for p in t.python_path), []).append(t)
+    # One warm interpreter serves every python_path of the batch (a source's checkout and the
+    # example folders its scripts read data from): all of them are visible read-only in its
+    # namespace, and it imports no module any of them provides, so each child's own path
+    # resolves its imports as a cold run's would. Tasks stay in the order given.
+    queue = [(t, tuple(os.path.realpath(p) for p in t.python_path)) for t in tasks]
+    paths = tuple(dict.fromkeys(p for _, path in queue for p in path))
     tops = set(installed(info.sys_path).tops)
-    modules = {path: warm_modules([t.code for t in batch], path, tops) for path, batch in groups.items()}
-    queue = [(t, path) for path, batch in groups.items() for t in batch]
+    modules = warm_modules([t.code for t in tasks], paths, tops)
 
     def server() -> _Warm:
-        return _Warm(settings, plan, features, interpreter, info, modules)
+        return _Warm(settings, plan, features, interpreter, info, paths, modules)
 
     yield from _shared_queue(queue, workers, server)
 
@@ -272,20 +275,20 @@ class _Cold:
 
 
 class _Warm:
-    """One warm interpreter at a time (for the python_path of the task at hand) and its cold fallback."""
+    """One warm interpreter for a batch's python_paths (started on first use) and its cold fallback."""
 
     def __init__(self, settings: SandboxSettings, plan: Plan, features: Sequence[str], interpreter: str,
-                 info: Info, modules: Mapping[tuple[str, ...], tuple[str, ...]]) -> None:
+                 info: Info, paths: tuple[str, ...], modules: tuple[str, ...]) -> None:
         self.settings, self.plan, self.features = settings, plan, tuple(features)
-        self.interpreter, self.info, self.modules = interpreter, info, modules
+        self.interpreter, self.info, self.paths, self.modules = interpreter, info, paths, modules
         self.pool: WarmPool | None = None
-        self.path: tuple[str, ...] | None = None
+        self.started = False
         self.why_cold: str | None = None
 
-    def _fresh(self, path: tuple[str, ...]) -> WarmPool:
+    def _fresh(self) -> WarmPool:
         from .warm import WarmPool
 
-        p = WarmPool(self.plan, self.features, self.settings, self.interpreter, self.info, path, self.modules[path])
+        p = WarmPool(self.plan, self.features, self.settings, self.interpreter, self.info, self.paths, self.modules)
         p.start()
         return p
 
@@ -297,11 +300,10 @@ class _Warm:
         refused = refusal(t.code, s, plan, self.features, self.interpreter, info, when)
         if refused is not None:
             return refused
-        if path != self.path:  # the next python_path's tasks: its own warm interpreter
-            self.close()
-            self.path, self.why_cold = path, None
+        if not self.started:
+            self.started = True
             try:
-                self.pool = self._fresh(path)
+                self.pool = self._fresh()
             except PoolDied as exc:
                 self.why_cold = str(exc)
         pool = self.pool
@@ -314,13 +316,13 @@ class _Warm:
             return v
         if not pool.current():  # an installed distribution changed: warm up again
             pool.close()
-            self.pool = pool = self._fresh(path)
+            self.pool = pool = self._fresh()
         try:
-            run = pool.run(t.code)
+            run = pool.run(t.code, path)
         except PoolDied:
             pool.close()
-            self.pool = pool = self._fresh(path)  # once more, in a fresh interpreter
-            run = pool.run(t.code)
+            self.pool = pool = self._fresh()  # once more, in a fresh interpreter
+            run = pool.run(t.code, path)
         return judge(t.code, run, plan, s, self.interpreter, info, path, t.requirements, when, "warm")
 
     def close(self) -> None:

@@ -38,7 +38,10 @@ class PoolDied(RuntimeError):
 
 @dataclass
 class WarmPool:
-    """A warm interpreter for one (interpreter, python_path, modules); one snippet at a time."""
+    """A warm interpreter for one (interpreter, python_path, modules); one snippet at a time.
+
+    ``python_path``: every folder its children may have on their path (all visible, read-only);
+    ``modules`` must hold none that one of them provides."""
 
     plan: Plan
     features: tuple[str, ...]
@@ -159,8 +162,9 @@ class WarmPool:
         """False when an installed distribution changed since warm-up (the pool must be rebuilt)."""
         return fingerprint(self.info.sys_path) == self.stamp
 
-    def run(self, code: str) -> Run:
-        """Run ``code`` in a fresh child of the warm interpreter."""
+    def run(self, code: str, python_path: Sequence[str] | None = None) -> Run:
+        """Run ``code`` in a fresh child of the warm interpreter, with ``python_path`` (some of the
+        pool's own, all of them when None) on its ``sys.path``."""
         if not self.alive():
             raise PoolDied("the warm interpreter is not running")
         assert self.proc is not None and self.proc.stdin is not None
@@ -170,7 +174,8 @@ class WarmPool:
         cap = capture.settings(workdir)
         cap["dir"] = os.path.join(workdir, capture.DIRNAME)
         req = {"n": self._n, "code": code, "workdir": workdir, "script": os.path.join(workdir, SCRIPT_NAME),
-               "uid": _next_uid(), "timeout": self.settings.timeout, "python_path": list(self.python_path),
+               "uid": _next_uid(), "timeout": self.settings.timeout,
+               "python_path": list(self.python_path if python_path is None else python_path),
                "tree_memory": self.settings.tree_bound, "capture": cap,
                "limits": {"memory": self.settings.memory_mb * MIB, "cpu": cpu,
                           "fsize": self.settings.file_mb * MIB, "nproc": self.settings.max_processes}}

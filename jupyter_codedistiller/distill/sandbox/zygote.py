@@ -351,6 +351,9 @@ def main():
     for line in sys.stdin:
         req = json.loads(line)
         run_env = dict(env, HOME=req["workdir"], TMPDIR=os.path.join(req["workdir"], "tmp"))
+        run_env.pop("PYTHONPATH", None)
+        if req["python_path"]:  # the snippet's own path, for what it starts too
+            run_env["PYTHONPATH"] = os.pathsep.join(req["python_path"])
         try:
             result = serve(req, run_env, runner, outputs_fd)
         except Exception as exc:
