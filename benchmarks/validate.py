@@ -11,7 +11,9 @@ times, snippets/min, and the cost per snippet as a ratio to one cold
 Lists every snippet whose outcome (passed / failed / timeout / skipped) differs.
 
 ``--default`` instead times a full validation of the default library (every
-curated package installed here), as ``make lab`` would leave it to the daemon.
+curated package installed here, with the upstream sdists ``make lab`` reads), on
+every core as the daemon does, and prints where the time went: the examples' own
+run time per layer (installed files, upstream sdist) and at the time limit.
 
     .venv/bin/python benchmarks/validate.py [--per-package 25] [--timeout 60]
     .venv/bin/python benchmarks/validate.py --default [--workers 2]
@@ -89,7 +91,23 @@ def default_mode(args: argparse.Namespace) -> None:
         done.set()
         print(f"validate   {took / 60:.1f} min for the default library ({report.summary()}); "
               f"by status: {lib.status().validation}; target <= 15 min")
+        where_time(lib, args.workers, args.timeout)
         lib.close()
+
+
+def where_time(lib: Library, workers: int, timeout: float) -> None:
+    """The examples' own run time by layer (installed files, upstream sdist) and the share of it
+    spent at the time limit: the floor no sandbox can go under without changing outcomes."""
+    own: dict[str, list[float]] = {}
+    limited = 0
+    for s in lib.all():
+        layer = s.source.layer or "installed"
+        own.setdefault(layer, []).append(s.validation.duration or 0.0)
+        limited += s.validation.status == "timeout"
+    for layer, times in sorted(own.items()):
+        print(f"  {layer:<10} {len(times):>5} snippets, own run time {sum(times) / 60:6.1f} min "
+              f"({sum(times) / workers / 60:.1f} min on {workers} interpreters)")
+    print(f"  {limited} snippets ran into the {timeout:g} s limit: {limited * timeout / 60:.1f} min of it")
 
 
 def main() -> None:

@@ -91,7 +91,8 @@ class Daemon:
         self.cluster = cluster  # else the library's cluster setting, read every pass
         self.defaults = defaults
         self.interval = interval
-        self.workers = workers or max(1, min(2, (os.cpu_count() or 1) - 1))
+        # Every core: the daemon and its sandboxes run niced, so the analyst's kernel comes first.
+        self.workers = workers or max(1, os.cpu_count() or 1)
         self.timeout = timeout
         self.nice = nice
         self.stop = threading.Event()

@@ -410,8 +410,8 @@ class SourceSettings:
     default: bool = field(default=False, metadata=rule(description="Registered as part of the default library."))
     order: int = field(default=0, metadata=rule(minimum=0, description="Refresh order among default sources."))
     validate_per_pass: int | None = field(default=None, metadata=rule(
-        minimum=0, description="Validate at most this many snippets per refresh (default sources); "
-        "null or 0 (older libraries): no limit."))
+        minimum=0, description="Validate at most this many snippets per refresh (default sources), "
+        "growing fourfold each refresh that left some waiting; null or 0 (older libraries): no limit."))
     llm: dict[str, Any] = field(default_factory=dict, metadata=rule(
         description="What the LLM pass tried (generate.remember), so it does not pay twice."))
     unknown: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)

@@ -269,6 +269,26 @@ def test_validation_records_passes_and_failures(library: Library, validating: st
     assert refresh(library).totals()["passed"] == 0
 
 
+def test_a_per_pass_limit_grows_each_pass_that_left_some_waiting(tmp_path: Path, library: Library) -> None:
+    from jupyter_codedistiller.distill.refresh import PASS_GROWTH
+    from jupyter_codedistiller.distill.sandbox import SandboxSettings
+
+    files = {f"examples/ex{i:02d}.py": f'"""Example {i}."""\nprint({i})\n' for i in range(7)}
+    repo = make_repo(tmp_path / "lab" / "many", files)
+    src = sources.add(library, file_url(Path(repo.working_tree_dir)))
+    src.settings.validate_per_pass = 1
+    library.save_source(src)
+    refresh(library, validate=False)
+    settings = SandboxSettings(timeout=30)
+    validated = []
+    for _ in range(3):
+        validated.append(refresh(library, settings=settings, workers=2).totals()["passed"])
+    # 1, then 4, then the 2 left (the limit is 16 by then): three passes, not seven.
+    assert validated == [1, PASS_GROWTH, 7 - 1 - PASS_GROWTH]
+    assert library.source(src.id).settings.validate_per_pass == PASS_GROWTH ** 2
+    assert library.status().validation == {"passed": 7}
+
+
 def test_passed_snippets_go_stale_when_a_dependency_moves(library: Library,
                                                           validating: str) -> None:
     from jupyter_codedistiller.distill.sandbox import SandboxSettings
@@ -372,7 +392,7 @@ def test_a_warm_pool_that_keeps_dying_leaves_the_batch_pending(library: Library,
     if warm_available() is not None:
         pytest.skip(f"no warm pool here: {warm_available()}")
 
-    def dies(self: WarmPool, code: str) -> None:
+    def dies(self: WarmPool, code: str, python_path: object = None) -> None:
         self.close()
         raise PoolDied("the warm interpreter ended or stopped answering")
 

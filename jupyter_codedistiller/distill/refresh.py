@@ -63,6 +63,7 @@ if TYPE_CHECKING:
 PROGRESS_KEY = "distiller"
 PROGRESS_INTERVAL = 1.0  # seconds between progress writes into the library
 SOURCES_IN_FLIGHT = 4  # sources a cluster refresh works on at once (one extracting, the others validating)
+PASS_GROWTH = 4  # a source's per-pass validation limit grows this much each pass that left some waiting
 SCRIPT_KINDS = ("script", "gallery-cell", "notebook")  # run with their own folder on the path
 
 
@@ -550,10 +551,13 @@ def _validate(library: Library, src: RegisteredSource, plan: Plan | None, rep: S
         return
     limit = src.settings.validate_per_pass
     if isinstance(limit, int) and 0 < limit < len(todo):
-        # Big sources (a default library's scipy) are validated over several passes, most wanted first.
+        # Big sources (a default library's scipy) are validated over several passes, most wanted
+        # first; each pass that leaves some waiting allows the next PASS_GROWTH times as many, so
+        # a big source takes a few passes (each paying a warm-up and a look upstream), not dozens.
         todo.sort(key=_wanted)
         rep.pending += len(todo) - limit
         todo = todo[:limit]
+        _grow_per_pass(library, src.id, limit * PASS_GROWTH)
     todo.sort(key=_wanted)
     base = list(plan.python_path) if plan else []
 
@@ -595,6 +599,16 @@ def _validate(library: Library, src: RegisteredSource, plan: Plan | None, rep: S
         rep.problems.append(f"{src.id}: could not validate {len(left)} snippets: "
                             f"{type(exc).__name__}: {exc}"[:300])
         rep.pending += len(left)
+
+
+def _grow_per_pass(library: Library, source_id: str, limit: int) -> None:
+    try:
+        current = library.source(source_id)
+    except LibraryError:
+        return
+    if current.state != "removed" and (current.settings.validate_per_pass or 0) > 0:
+        current.settings.validate_per_pass = max(current.settings.validate_per_pass, limit)
+        library.save_source(current)
 
 
 def _wanted(s: Snippet) -> tuple:

@@ -341,7 +341,7 @@ export interface ISourceSettings {
   default: boolean;
   /** Refresh order among default sources. */
   order: number;
-  /** Validate at most this many snippets per refresh (default sources); null or 0 (older libraries): no limit. */
+  /** Validate at most this many snippets per refresh (default sources), growing fourfold each refresh that left some waiting; null or 0 (older libraries): no limit. */
   validate_per_pass: number | null;
   /** What the LLM pass tried (generate.remember), so it does not pay twice. */
   llm: Record<string, unknown>;
