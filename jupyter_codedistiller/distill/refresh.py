@@ -549,16 +549,15 @@ def _validate(library: Library, src: RegisteredSource, plan: Plan | None, rep: S
     todo = _snippets_with(library, src.id, ["pending", "stale"])
     if not todo:
         return
+    todo.sort(key=_wanted)
     limit = src.settings.validate_per_pass
     if isinstance(limit, int) and 0 < limit < len(todo):
         # Big sources (a default library's scipy) are validated over several passes, most wanted
         # first; each pass that leaves some waiting allows the next PASS_GROWTH times as many, so
         # a big source takes a few passes (each paying a warm-up and a look upstream), not dozens.
-        todo.sort(key=_wanted)
         rep.pending += len(todo) - limit
         todo = todo[:limit]
         _grow_per_pass(library, src.id, limit * PASS_GROWTH)
-    todo.sort(key=_wanted)
     base = list(plan.python_path) if plan else []
 
     def python_path(s: Snippet) -> list[str]:
