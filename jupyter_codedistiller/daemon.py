@@ -98,6 +98,7 @@ class Daemon:
         self.stop = threading.Event()
         self.lock = DaemonLock(library.path.parent)
         self.cycles = 0
+        self._installed_left: int | None = None  # installed-file snippets waiting at the last held-back pass
 
     def _publish(self, **state: Any) -> None:
         entry = ProgressEntry(pid=os.getpid(), interval=self.interval, workers=self.workers, cycles=self.cycles,
@@ -130,13 +131,29 @@ class Daemon:
             refresh(self.library, workers=self.workers, validate=False, progress=progress)
         self._publish(state="refreshing", step="start", done=0, total=len(self.library.sources()), detail="")
         report = refresh(self.library, workers=self.workers, settings=settings, progress=progress,
-                         cluster=self._cluster())
+                         cluster=self._cluster(), upstream_layers=self._upstream_layers())
         self.cycles += 1
         totals = report.totals()
         self._publish(state="idle", step="sleeping", done=0, total=0, detail=report.summary(),
                       last_cycle=utcnow(), next_cycle_in=self.interval,
                       errors=report.errors)
         return totals
+
+    def _upstream_layers(self) -> bool:
+        """Whether this pass validates the upstream layers' extras (an sdist's gallery scripts, the
+        slowest examples) too: not while snippets of installed files or git sources wait, so a new
+        library's installed examples are all validated first, unless the last such pass got none
+        of them done (then nothing is held back behind them)."""
+        from .distill.refresh import UPSTREAM_LAYERS
+
+        try:
+            waiting = self.library.waiting_by_layer()
+        except LibraryError:
+            return True
+        left = sum(n for layer, n in waiting.items() if layer not in UPSTREAM_LAYERS)
+        hold = bool(left) and (self._installed_left is None or left < self._installed_left)
+        self._installed_left = left if hold else None
+        return not hold
 
     def _cluster(self) -> str | None:
         """The Dask scheduler to validate on this pass, if any."""

@@ -1455,6 +1455,14 @@ class Library:
             "SELECT validation_status, count(*) FROM snippets WHERE lifecycle = 'active' GROUP BY 1"
         ))
 
+    def waiting_by_layer(self) -> dict[str, int]:
+        """Active snippets waiting for validation (pending or stale) by the layer of a package
+        source they were read from: "installed", "sdist", "repository", or "git" for a git source."""
+        return dict(self._read(
+            "SELECT coalesce(json_extract(data, '$.source.layer'), 'git'), count(*) FROM snippets "
+            "WHERE lifecycle = 'active' AND validation_status IN ('pending', 'stale') GROUP BY 1"
+        ))
+
     def any_with_validation(self, status: str) -> bool:
         """Whether any active snippet has this validation status (an indexed lookup)."""
         return bool(self._read(

@@ -514,3 +514,30 @@ def test_daemon_honours_fetch_upstream(online: Path, monkeypatch, home: Path) ->
     with Library.open(home) as lib:
         gallery = by_path(lib)["examples/plot_minimal_pipeline.py"][0]
     assert gallery.source.tag == "v1.0" and gallery.validation.status == "passed"
+
+
+def test_daemon_validates_every_installed_file_snippet_before_the_upstream_layers(
+        library: Library, online: Path, monkeypatch) -> None:
+    from jupyter_codedistiller.daemon import Daemon
+
+    installed(online, "tinyt", "1.0", None, monkeypatch)
+    sdist_files = {**project_files("tinyt", "1.0", None),
+                   **{f"examples/plot_step_{i}.py": f"import time\n\ntime.sleep(0.2)\nprint('step {i}')\n"
+                      for i in range(3)}}
+    archive = make_sdist(online / "index" / "files", "tinyt", "1.0", sdist_files)
+    monkeypatch.setenv("PIP_INDEX_URL", serve_index(online / "index", archive, "tinyt"))
+    sources.add(library, "pkg:tinyt")
+    daemon = Daemon(library, defaults=False, workers=1)
+
+    daemon.cycle()  # a new library: extracted, then the installed files' snippets validated
+    snippets = library.all()
+    layers = {s.source.layer for s in snippets}
+    assert layers == {"installed", "sdist"}, layers
+    for s in snippets:
+        expected = "passed" if s.source.layer == "installed" else "pending"
+        assert s.validation.status == expected, (s.source.path, s.validation.status, s.validation.reason)
+    assert library.waiting_by_layer() == {"sdist": 4}  # the gallery's minimal pipeline and three steps
+
+    daemon.cycle()  # nothing installed waits: the upstream layer's turn
+    assert library.waiting_by_layer() == {}
+    assert {s.validation.status for s in library.all()} == {"passed"}

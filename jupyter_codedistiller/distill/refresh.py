@@ -64,6 +64,7 @@ PROGRESS_KEY = "distiller"
 PROGRESS_INTERVAL = 1.0  # seconds between progress writes into the library
 SOURCES_IN_FLIGHT = 4  # sources a cluster refresh works on at once (one extracting, the others validating)
 PASS_GROWTH = 4  # a source's per-pass validation limit grows this much each pass that left some waiting
+UPSTREAM_LAYERS = ("sdist", "repository")  # a package source's layers read from upstream, not installed
 SCRIPT_KINDS = ("script", "gallery-cell", "notebook")  # run with their own folder on the path
 
 
@@ -543,10 +544,14 @@ def mark_retry(library: Library, source_id: str, interpreter: str | None = None)
 
 
 def _validate(library: Library, src: RegisteredSource, plan: Plan | None, rep: SourceReport,
-              publish: _Publisher, workers: int, settings: Any, executor: Any = None) -> None:
+              publish: _Publisher, workers: int, settings: Any, executor: Any = None,
+              upstream_layers: bool = True) -> None:
     from . import sandbox
 
     todo = _snippets_with(library, src.id, ["pending", "stale"])
+    if not upstream_layers:  # this pass validates what the installed files (or a git source) hold
+        rep.pending += sum(1 for s in todo if s.source.layer in UPSTREAM_LAYERS)
+        todo = [s for s in todo if s.source.layer not in UPSTREAM_LAYERS]
     if not todo:
         return
     todo.sort(key=_wanted)
@@ -611,10 +616,12 @@ def _grow_per_pass(library: Library, source_id: str, limit: int) -> None:
 
 
 def _wanted(s: Snippet) -> tuple:
-    """Order of validation: examples of a package's prominent public objects first, short ones first."""
+    """Order of validation: what the installed files hold before an upstream layer's extras,
+    then examples of a package's prominent public objects, short ones first."""
     api = getattr(s, "api", "") or ""
     public = bool(api) and not any(part.startswith("_") for part in api.split("."))
-    return (0 if public else 1, api.count(".") if public else 99, len(s.code), s.id)
+    return (s.source.layer in UPSTREAM_LAYERS, 0 if public else 1, api.count(".") if public else 99,
+            len(s.code), s.id)
 
 
 def _validate_on(executor: Any, library: Library, src: RegisteredSource,
@@ -693,13 +700,14 @@ def _one_line(exc: BaseException) -> str:
 def refresh_source(library: Library, src: RegisteredSource, *, workers: int | None = None,
                    validate: bool = True, settings: Any = None, full: bool = False,
                    publish: _Publisher | None = None, executor: Any = None,
-                   distil_lock: Any = None) -> SourceReport:
+                   distil_lock: Any = None, upstream_layers: bool = True) -> SourceReport:
     """Refresh one registered source (see the module docstring).
 
     ``executor`` (a ``cluster.ClusterExecutor``) validates on a Dask cluster
     instead of the local pool; ``distil_lock`` (held while fetching,
     extracting and storing) lets sources refreshed in parallel threads
-    extract one at a time.
+    extract one at a time. ``upstream_layers=False`` leaves the snippets read
+    from a package's upstream layer (sdist, repository) pending this time.
 
     Never raises for the source's own failures: they end up in the report's
     ``error`` and on the source (state ``error``). KeyboardInterrupt (also
@@ -728,7 +736,7 @@ def refresh_source(library: Library, src: RegisteredSource, *, workers: int | No
                 rep.stale += retry_mismatched(library, src.id)
                 if validate:
                     _validate(library, src, plan, rep, publish, workers or os.cpu_count() or 1,
-                              settings, executor)
+                              settings, executor, upstream_layers)
                 else:
                     rep.pending = rep.added + rep.updated + rep.stale
             outcome = rep.error
@@ -821,6 +829,7 @@ def refresh(
     progress: Progress | None = None,
     full: bool = False,
     cluster: str | None = None,
+    upstream_layers: bool = True,
 ) -> RefreshReport:
     """Refresh the given sources (default: every registered one) and return what happened.
 
@@ -830,6 +839,8 @@ def refresh(
     extracts every file again instead of only the changed ones. ``cluster``
     (a Dask scheduler address) validates on its workers instead; an
     unreachable scheduler raises ``cluster.ClusterError`` before anything is done.
+    ``upstream_layers=False`` validates only what the installed files of package
+    sources (and git sources) hold: the daemon's first passes over a new library.
     """
     from .imports import forget_environment
 
@@ -853,12 +864,13 @@ def refresh(
     try:
         if executor is not None and len(chosen) > 1:
             report.sources += _overlapped(library, chosen, executor, publish, workers=workers,
-                                          validate=validate, settings=settings, full=full)
+                                          validate=validate, settings=settings, full=full,
+                                          upstream_layers=upstream_layers)
         else:
             for src in chosen:
                 report.sources.append(refresh_source(library, src, workers=workers, validate=validate,
                                                      settings=settings, full=full, publish=publish,
-                                                     executor=executor))
+                                                     executor=executor, upstream_layers=upstream_layers))
     finally:
         if executor is not None:
             executor.close()
