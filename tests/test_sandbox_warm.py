@@ -222,6 +222,40 @@ def test_one_warm_interpreter_serves_every_path_of_a_batch_each_child_its_own(tm
     assert len({s[-1] for s in seen}) == 1  # the same warm parent forked all three
 
 
+def test_batches_are_domains_of_their_own_and_one_slow_snippet_holds_up_one_core(tmp_path: Path) -> None:
+    # Two sources' batches, each with a folder holding helper.py. Source A's first snippet waits
+    # for a flag file in its own folder, which the test writes only once source B's two snippets
+    # are done: that they can be done meanwhile shows the idle server moved on to B (served
+    # apart from A's, neither seeing the other's folder), instead of waiting for A's slow one.
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder in (a, b):
+        folder.mkdir()
+        (folder / "helper.py").write_text(f"WHERE = {folder.name!r}\n")
+    waits = ("import os, time, helper\n"
+             "deadline = time.monotonic() + 300\n"
+             "while not os.path.exists(os.path.join(os.path.dirname(helper.__file__), 'flag')):\n"
+             "    assert time.monotonic() < deadline, 'no flag: source B was not served meanwhile'\n"
+             "    time.sleep(0.05)\n"
+             "print('SEEN', helper.WHERE, os.readlink('/proc/self/ns/pid'))\n")
+    show = ("import os, helper\n"
+            "print('SEEN', helper.WHERE, os.path.exists({other!r}), os.readlink('/proc/self/ns/pid'))\n")
+    batches = [[Task(waits, (str(a),), key="a-waits"), Task(show.format(other=str(b)), (str(a),), key="a")],
+               [Task(show.format(other=str(a)), (str(b),), key=f"b{i}") for i in range(2)]]
+    results = {}
+    for task, v in sandbox.validate_batches(batches, settings=SandboxSettings(timeout=320), workers=2):
+        results[task.key] = v
+        if {"b0", "b1"} <= set(results) and not (a / "flag").exists():
+            (a / "flag").write_text("go\n")
+    assert set(results) == {"a-waits", "a", "b0", "b1"}
+    assert all(v.status == "passed" and v.mode == "warm" for v in results.values()), \
+        {k: (v.status, v.mode, v.reason, v.stderr_tail[-300:]) for k, v in results.items()}
+    seen = {k: v.stdout_tail.rpartition("SEEN ")[2].split() for k, v in results.items()}
+    assert [seen[k][0] for k in ("a-waits", "a", "b0", "b1")] == ["a", "a", "b", "b"]
+    assert seen["a"][1] == seen["b0"][1] == seen["b1"][1] == "False"  # the other folder is not there
+    # one server took A's second snippet then both of B's, in a sandbox of B's own
+    assert seen["b0"][-1] == seen["b1"][-1] and seen["b0"][-1] not in (seen["a"][-1], seen["a-waits"][-1])
+
+
 @contextlib.contextmanager
 def pools_die_on(marker: str) -> Iterator[None]:
     """While inside: a warm pool asked to run code holding ``marker`` closes and reports it died."""

@@ -21,7 +21,9 @@ For each source, in order:
    since they passed become ``stale``.
 6. **validate** pending and stale snippets in parallel in the sandbox, each
    result in its own short transaction (recorded only if the snippet is still
-   at the revision that ran).
+   at the revision that ran). Locally, steps 1-5 are done for every source
+   first, then all of their snippets are validated by one set of servers, one
+   batch per source (``sandbox.validate_batches``); on a cluster, source by source.
 
 A source that fails (unreachable, not a repository any more, uninstalled) is
 recorded with state ``error`` and its message; the others go on. Progress goes
@@ -543,17 +545,14 @@ def mark_retry(library: Library, source_id: str, interpreter: str | None = None)
     return len(ready)
 
 
-def _validate(library: Library, src: RegisteredSource, plan: Plan | None, rep: SourceReport,
-              publish: _Publisher, workers: int, settings: Any, executor: Any = None,
-              upstream_layers: bool = True) -> None:
-    from . import sandbox
-
+def _waiting(library: Library, src: RegisteredSource, rep: SourceReport, upstream_layers: bool = True
+             ) -> list[Snippet]:
+    """The source's snippets to validate this pass, most wanted first (what is left is counted
+    pending in ``rep``)."""
     todo = _snippets_with(library, src.id, ["pending", "stale"])
     if not upstream_layers:  # this pass validates what the installed files (or a git source) hold
         rep.pending += sum(1 for s in todo if s.source.layer in UPSTREAM_LAYERS)
         todo = [s for s in todo if s.source.layer not in UPSTREAM_LAYERS]
-    if not todo:
-        return
     todo.sort(key=_wanted)
     limit = src.settings.validate_per_pass
     if isinstance(limit, int) and 0 < limit < len(todo):
@@ -563,46 +562,62 @@ def _validate(library: Library, src: RegisteredSource, plan: Plan | None, rep: S
         rep.pending += len(todo) - limit
         todo = todo[:limit]
         _grow_per_pass(library, src.id, limit * PASS_GROWTH)
-    base = list(plan.python_path) if plan else []
+    return todo
 
-    def python_path(s: Snippet) -> list[str]:
-        path = list(base)
-        folder = plan.data_folder(s) if plan else None
-        if folder:
-            path.insert(0, folder)
-        return path
 
-    def finish(s: Snippet, v: Validation) -> None:
-        if plan and plan.provides:
-            record_versions_that_ran(v, s, plan)
+def _python_path(plan: Plan | None, s: Snippet) -> list[str]:
+    """What a snippet runs with on its path: its example folder (data beside a script) first."""
+    path = list(plan.python_path) if plan else []
+    folder = plan.data_folder(s) if plan else None
+    if folder:
+        path.insert(0, folder)
+    return path
 
-    if executor is not None:  # a Dask cluster runs the sandbox; this process writes
-        checkout = (plan.root, plan.commit) if plan is not None and plan.commit else None
-        _validate_on(executor, library, src, [(s, python_path(s)) for s in todo], rep, publish, settings,
-                     checkout, finish)
+
+def _finish(plan: Plan | None, s: Snippet, v: Validation) -> None:
+    if plan and plan.provides:
+        record_versions_that_ran(v, s, plan)
+
+
+def _count(rep: SourceReport, v: Validation) -> None:
+    if v.status in ("passed", "failed", "timeout", "skipped"):
+        setattr(rep, v.status, getattr(rep, v.status) + 1)
+    else:
+        rep.pending += 1
+
+
+def _validate(library: Library, jobs: list[_Job], publish: _Publisher, workers: int, settings: Any) -> None:
+    """Validate the jobs' waiting snippets with ``workers`` warm interpreters (each a full sandbox):
+    one batch per source, each most wanted first, in the jobs' order (``sandbox.validate_batches``),
+    storing each result as it comes; when the sandbox itself breaks, what is left stays pending."""
+    from . import sandbox
+
+    jobs = [job for job in jobs if job.todo]
+    if not jobs:
         return
-
-    # One shared queue, most wanted first, served by ``workers`` warm interpreters (each a full sandbox).
-    tasks = [sandbox.Task(s.code, tuple(python_path(s)), dict(s.requirements), s) for s in todo]
-    left = {s.id: s for s in todo}
-    done = 0
-    publish(src.id, "validate", 0, len(todo))
+    left = {(i, s.id) for i, job in enumerate(jobs) for s in job.todo}
+    done = [0] * len(jobs)
+    for job in jobs:
+        publish(job.src.id, "validate", 0, len(job.todo))
+    batches = [[sandbox.Task(s.code, tuple(_python_path(job.plan, s)), dict(s.requirements), (i, s))
+                for s in job.todo] for i, job in enumerate(jobs)]
     try:
-        for task, v in sandbox.validate_many(tasks, settings=settings, workers=workers):
-            s = task.key
-            finish(s, v)
+        for task, v in sandbox.validate_batches(batches, settings=settings, workers=workers):
+            i, s = task.key
+            job = jobs[i]
+            _finish(job.plan, s, v)
             library.set_validation(s.id, v, revision=s.revision)
-            left.pop(s.id, None)
-            if v.status in ("passed", "failed", "timeout", "skipped"):
-                setattr(rep, v.status, getattr(rep, v.status) + 1)
-            else:
-                rep.pending += 1
-            done += 1
-            publish(src.id, "validate", done, len(todo), s.source.path)
-    except Exception as exc:  # the sandbox itself broke: what is left stays pending
-        rep.problems.append(f"{src.id}: could not validate {len(left)} snippets: "
-                            f"{type(exc).__name__}: {exc}"[:300])
-        rep.pending += len(left)
+            left.discard((i, s.id))
+            _count(job.rep, v)
+            done[i] += 1
+            publish(job.src.id, "validate", done[i], len(job.todo), s.source.path)
+    except Exception as exc:  # the sandbox itself broke
+        for i, job in enumerate(jobs):
+            lost = sum(1 for j, _ in left if j == i)
+            if lost:
+                job.rep.problems.append(f"{job.src.id}: could not validate {lost} snippets: "
+                                        f"{type(exc).__name__}: {exc}"[:300])
+                job.rep.pending += lost
 
 
 def _grow_per_pass(library: Library, source_id: str, limit: int) -> None:
@@ -624,10 +639,13 @@ def _wanted(s: Snippet) -> tuple:
             len(s.code), s.id)
 
 
-def _validate_on(executor: Any, library: Library, src: RegisteredSource,
-                 jobs: list[tuple[Snippet, list[str]]], rep: SourceReport, publish: _Publisher,
-                 settings: Any, checkout: tuple[Path, str] | None, finish: Any = None) -> None:
+def _validate_on(executor: Any, library: Library, job: _Job, publish: _Publisher, settings: Any) -> None:
     """Validate through ``executor.validate_many`` (a cluster), storing each result as it arrives."""
+    src, rep, plan = job.src, job.rep, job.plan
+    if not job.todo:
+        return
+    jobs = [(s, _python_path(plan, s)) for s in job.todo]
+    checkout = (plan.root, plan.commit) if plan is not None and plan.commit else None
     publish(src.id, "validate", 0, len(jobs), executor.describe())
     results = executor.validate_many(jobs, settings=settings, checkout=checkout)
     for done, (s, outcome) in enumerate(results, 1):
@@ -637,13 +655,9 @@ def _validate_on(executor: Any, library: Library, src: RegisteredSource,
                                            f"{type(outcome).__name__}: {first[:200]}"))
             rep.pending += 1
         else:
-            if finish is not None:
-                finish(s, outcome)
+            _finish(plan, s, outcome)
             library.set_validation(s.id, outcome, revision=s.revision)
-            if outcome.status in ("passed", "failed", "timeout", "skipped"):
-                setattr(rep, outcome.status, getattr(rep, outcome.status) + 1)
-            else:
-                rep.pending += 1
+            _count(rep, outcome)
         publish(src.id, "validate", done, len(jobs), f"{s.source.path} [{executor.describe()}]")
 
 
@@ -697,6 +711,20 @@ def _one_line(exc: BaseException) -> str:
     return message
 
 
+@dataclass
+class _Job:
+    """One source in a refresh: its report, lock and run record, and what it is to validate."""
+
+    src: RegisteredSource
+    rep: SourceReport
+    lock: SourceLock
+    run_id: int
+    started: float
+    plan: Plan | None = None
+    todo: list[Snippet] = field(default_factory=list)
+    outcome: str | None = "interrupted"
+
+
 def refresh_source(library: Library, src: RegisteredSource, *, workers: int | None = None,
                    validate: bool = True, settings: Any = None, full: bool = False,
                    publish: _Publisher | None = None, executor: Any = None,
@@ -714,40 +742,76 @@ def refresh_source(library: Library, src: RegisteredSource, *, workers: int | No
     raised by a progress callback to stop) goes through after the run is
     recorded as interrupted.
     """
-    started = time.monotonic()
+    return _refresh_sources(library, [src], workers=workers, validate=validate, settings=settings,
+                            full=full, publish=publish, executor=executor, distil_lock=distil_lock,
+                            upstream_layers=upstream_layers)[0]
+
+
+def _refresh_sources(library: Library, chosen: list[RegisteredSource], *, workers: int | None,
+                     validate: bool, settings: Any, full: bool, publish: _Publisher | None,
+                     executor: Any, distil_lock: Any, upstream_layers: bool) -> list[SourceReport]:
+    """Refresh ``chosen`` as ``refresh_source`` does one: each fetched, extracted and stored in
+    turn, then, locally, all their waiting snippets validated on one set of ``workers`` servers
+    (one batch per source, in order: a source's last slow snippet holds up one core, while the
+    next source's start), each run recorded when its source is done."""
     publish = publish or _Publisher(library, None)
-    rep = SourceReport(source_id=src.id, kind=src.kind)
-    lock = SourceLock(library, src.id)
-    if not lock.acquire():
-        rep.problems.append(f"{src.id}: skipped: another refresh is working on it")
-        return rep
+    reports, jobs = [], []
     try:
-        run_id = library.start_run(src.id)
-        outcome: str | None = "interrupted"
-        try:
-            with distil_lock or contextlib.nullcontext():
-                plan = _distil(library, src, rep, publish, full)
-            if plan is not None:
+        for src in chosen:
+            rep = SourceReport(source_id=src.id, kind=src.kind)
+            reports.append(rep)
+            lock = SourceLock(library, src.id)
+            if not lock.acquire():
+                rep.problems.append(f"{src.id}: skipped: another refresh is working on it")
+                continue
+            started = time.monotonic()
+            try:
+                run_id = library.start_run(src.id)
+            except BaseException:
+                lock.release()
+                raise
+            job = _Job(src, rep, lock, run_id, started)
+            jobs.append(job)
+            try:
+                with distil_lock or contextlib.nullcontext():
+                    job.plan = _distil(library, src, rep, publish, full)
+                if job.plan is None:
+                    job.outcome = rep.error
+                    continue
                 interpreter = getattr(settings, "interpreter", None)
-                rep.stale = (mark_stale(library, src.id, interpreter, plan.provides)
+                rep.stale = (mark_stale(library, src.id, interpreter, job.plan.provides)
                              + mark_retry(library, src.id, interpreter))
                 from .cluster import retry_mismatched
 
                 rep.stale += retry_mismatched(library, src.id)
-                if validate:
-                    _validate(library, src, plan, rep, publish, workers or os.cpu_count() or 1,
-                              settings, executor, upstream_layers)
-                else:
+                if not validate:
                     rep.pending = rep.added + rep.updated + rep.stale
-            outcome = rep.error
-        except Exception as exc:  # the validation machinery broke; what was stored stays stored
-            rep.error = outcome = f"validation failed: {_one_line(exc)}"
-        finally:
-            library.finish_run(run_id, rep.counts(), outcome)
+                    job.outcome = rep.error
+                    continue
+                job.todo = _waiting(library, src, rep, upstream_layers)
+                if executor is not None:  # a Dask cluster runs the sandbox; this process writes
+                    _validate_on(executor, library, job, publish, settings)
+                    job.outcome = rep.error
+            except Exception as exc:  # the validation machinery broke; what was stored stays stored
+                rep.error = job.outcome = f"validation failed: {_one_line(exc)}"
+                job.todo = []
+        if validate and executor is None:
+            ready = [job for job in jobs if job.plan is not None and job.outcome == "interrupted"]
+            try:
+                _validate(library, ready, publish, workers or os.cpu_count() or 1, settings)
+                for job in ready:
+                    job.outcome = job.rep.error
+            except Exception as exc:
+                for job in ready:
+                    job.rep.error = job.outcome = f"validation failed: {_one_line(exc)}"
     finally:
-        lock.release()
-    rep.seconds = time.monotonic() - started
-    return rep
+        for job in jobs:
+            try:
+                library.finish_run(job.run_id, job.rep.counts(), job.outcome)
+            finally:
+                job.lock.release()
+                job.rep.seconds = time.monotonic() - job.started
+    return reports
 
 
 def _distil(library: Library, src: RegisteredSource, rep: SourceReport, publish: _Publisher,
@@ -867,10 +931,10 @@ def refresh(
                                           validate=validate, settings=settings, full=full,
                                           upstream_layers=upstream_layers)
         else:
-            for src in chosen:
-                report.sources.append(refresh_source(library, src, workers=workers, validate=validate,
-                                                     settings=settings, full=full, publish=publish,
-                                                     executor=executor, upstream_layers=upstream_layers))
+            report.sources += _refresh_sources(library, chosen, workers=workers, validate=validate,
+                                               settings=settings, full=full, publish=publish,
+                                               executor=executor, distil_lock=None,
+                                               upstream_layers=upstream_layers)
     finally:
         if executor is not None:
             executor.close()

@@ -228,11 +228,21 @@ def validate_many(tasks: Iterable[Task], *, settings: SandboxSettings | None = N
     dies twice running the same snippet: what was yielded is done, the rest is
     left to the caller (pending).
     """
+    yield from validate_batches([tasks], settings=settings, warm=warm, workers=workers)
+
+
+def validate_batches(batches: Iterable[Iterable[Task]], *, settings: SandboxSettings | None = None,
+                     warm: bool = True, workers: int = 1) -> Iterator[tuple[Task, Validation]]:
+    """``validate_many`` over several batches (a refresh's sources), each its own domain: its
+    warm interpreters see only its paths and have imported only what its tasks use, never a
+    module its paths provide. ``workers`` servers serve the batches in the order given; a server
+    whose batch has nothing left to hand out moves on to the next batch that has (as a warm
+    interpreter of that batch's), so one batch's last slow snippet holds up one core, not all."""
     from .distributions import installed
     from .warm import warm_modules
 
     settings = settings or SandboxSettings()
-    tasks = list(tasks)
+    batches = [list(tasks) for tasks in batches]
     interpreter = os.path.abspath(shutil.which(settings.interpreter) or settings.interpreter)
     info = interpreter_info(interpreter)
     no_warm = "warm is off" if not warm else warm_available(settings)
@@ -240,22 +250,25 @@ def validate_many(tasks: Iterable[Task], *, settings: SandboxSettings | None = N
         def cold() -> _Cold:
             return _Cold(settings, None if isinstance(info, str) else no_warm)
 
-        yield from _shared_queue([(t, ()) for t in tasks], workers, cold)
+        yield from _shared_queue([([(t, ()) for t in tasks], cold) for tasks in batches], workers)
         return
     plan, features = plan_for(settings.isolation)
-    # One warm interpreter serves every python_path of the batch (a source's checkout and the
-    # example folders its scripts read data from): all of them are visible read-only in its
-    # namespace, and it imports no module any of them provides, so each child's own path
-    # resolves its imports as a cold run's would. Tasks stay in the order given.
-    queue = [(t, tuple(os.path.realpath(p) for p in t.python_path)) for t in tasks]
-    paths = tuple(dict.fromkeys(p for _, path in queue for p in path))
     tops = set(installed(info.sys_path).tops)
-    modules = warm_modules([t.code for t in tasks], paths, tops)
+    groups = []
+    for tasks in batches:
+        # One warm interpreter serves every python_path of the batch (a source's checkout and the
+        # example folders its scripts read data from): all of them are visible read-only in its
+        # namespace, and it imports no module any of them provides, so each child's own path
+        # resolves its imports as a cold run's would. Tasks stay in the order given.
+        queue = [(t, tuple(os.path.realpath(p) for p in t.python_path)) for t in tasks]
+        paths = tuple(dict.fromkeys(p for _, path in queue for p in path))
+        modules = warm_modules([t.code for t in tasks], paths, tops)
 
-    def server() -> _Warm:
-        return _Warm(settings, plan, features, interpreter, info, paths, modules)
+        def server(paths: tuple[str, ...] = paths, modules: list[str] = modules) -> _Warm:
+            return _Warm(settings, plan, features, interpreter, info, paths, modules)
 
-    yield from _shared_queue(queue, workers, server)
+        groups.append((queue, server))
+    yield from _shared_queue(groups, workers)
 
 
 class _Cold:
@@ -331,44 +344,57 @@ class _Warm:
             self.pool = None
 
 
-def _shared_queue(queue: list[tuple[Task, tuple[str, ...]]], workers: int,
-                  server: Callable[[], _Cold | _Warm]) -> Iterator[tuple[Task, Validation]]:
-    """Serve ``queue`` with ``workers`` servers taking from it in order; yield results as they come.
+def _shared_queue(groups: list[tuple[list[tuple[Task, tuple[str, ...]]], Callable[[], _Cold | _Warm]]],
+                  workers: int) -> Iterator[tuple[Task, Validation]]:
+    """Serve each group's queue with servers its factory makes, ``workers`` at a time taking
+    tasks in order; yield results as they come. A server stays with its group while the group
+    has tasks to hand out, then closes, and one of the next group with some takes its place.
 
     The first error a server raises stops the others taking more; what they finish is yielded,
     then the error is raised, after every server is closed.
     """
-    workers = max(1, min(workers, len(queue)))
+    groups = [(q, make) for q, make in groups if q]
+    workers = max(1, min(workers, sum(len(q) for q, _ in groups)))
     if workers == 1:  # in this thread, in order, one task at a time as the caller asks
-        one = server()
-        try:
-            for t, path in queue:
-                yield t, one.serve(t, path)
-        finally:
-            one.close()
+        for q, make in groups:
+            one = make()
+            try:
+                for t, path in q:
+                    yield t, one.serve(t, path)
+            finally:
+                one.close()
         return
     import queue as queues
     import threading
 
     lock = threading.Lock()
-    pending = collections.deque(queue)
+    pending = [collections.deque(q) for q, _ in groups]
     out: queues.Queue = queues.Queue()
     stop = threading.Event()
 
     def work() -> None:
-        mine = server()
+        mine, group = None, -1
         try:
             while not stop.is_set():
+                done = None
                 with lock:
-                    if not pending:
-                        break
-                    t, path = pending.popleft()
+                    if group < 0 or not pending[group]:
+                        group = next((i for i, left in enumerate(pending) if left), -1)
+                        if group < 0:
+                            break
+                        done, mine = mine, None
+                    t, path = pending[group].popleft()
+                if done is not None:
+                    done.close()
+                if mine is None:
+                    mine = groups[group][1]()
                 out.put((t, mine.serve(t, path)))
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             stop.set()
             out.put(exc)
         finally:
-            mine.close()
+            if mine is not None:
+                mine.close()
             out.put(None)
 
     threads = [threading.Thread(target=work, name="codedistiller-sandbox", daemon=True) for _ in range(workers)]
