@@ -188,7 +188,8 @@ class Validation:
     worker: str | None = None  # that worker's Dask address
     outputs: list[Output] = field(default_factory=list, metadata=rule(max_length=16))
     mode: ValidationMode | None = field(default=None, metadata=rule(
-        description="warm (forked from a pre-started interpreter) or cold; null in older records"))
+        description="warm (forked from a pre-started interpreter) or cold; null when the snippet "
+                    "never ran (skipped as extracted, or pending) and in older records"))
     mode_reason: str | None = field(default=None, metadata=rule(
         description="Why a batch's snippet was not served warm."))
 

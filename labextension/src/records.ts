@@ -189,7 +189,7 @@ export interface IValidation {
   host: string | null;
   worker: string | null;
   outputs: IOutput[];
-  /** warm (forked from a pre-started interpreter) or cold; null in older records */
+  /** warm (forked from a pre-started interpreter) or cold; null when the snippet never ran (skipped as extracted, or pending) and in older records */
   mode: ValidationMode | null;
   /** Why a batch's snippet was not served warm. */
   mode_reason: string | null;
