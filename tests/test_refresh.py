@@ -463,3 +463,33 @@ def test_public_names_follow_re_exports_only_as_far_as_they_go() -> None:
     assert names.public_name("p/a.py", "f", "p.a.f") == "p.g"  # a self-import is not a loop
     assert names.public_name("p/a.py", "f.method", "p.a.f.method") == "p.g.method"
     assert names.public_name("p/b.py", "h", "p.b.h") == "p.b.h"
+
+
+def test_sources_refreshed_together_are_recorded_each_and_an_interruption_keeps_what_was_stored(
+        library: Library, tmp_path: Path, upstream, added: str) -> None:
+    from jupyter_codedistiller.distill.sandbox import SandboxSettings
+
+    other = make_repo(tmp_path / "lab" / "second", {
+        "README.md": "# second\n",
+        **{f"examples/step_{i}.py": f"print('step {i}')\n" for i in range(3)}})
+    second = sources.add(library, file_url(Path(other.working_tree_dir))).id
+    results: list[str] = []
+
+    def stop_after_two(stage: str, done: int, total: int, detail: str, source: str = "") -> None:
+        if stage == "validate" and done:
+            results.append(source)
+            if len(results) == 2:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        refresh(library, workers=1, settings=SandboxSettings(timeout=30), progress=stop_after_two)
+    runs = {r["source_id"]: r for r in library.runs()}
+    assert set(runs) == {added, second}
+    assert all(r["finished"] and r["error"] == "interrupted" for r in runs.values()), runs
+    statuses = [s.validation.status for s in library.all()]
+    assert statuses.count("pending") == len(statuses) - 2 > 0  # both sources stored, two validated
+    # The locks went with the interrupted run: the next refresh validates the rest of both.
+    report = refresh(library, workers=2, settings=SandboxSettings(timeout=30))
+    assert not report.problems and report.totals()["pending"] == 0, report.problems
+    assert "pending" not in {s.validation.status for s in library.all()}
+    assert {r["source_id"] for r in library.runs(limit=2)} == {added, second}
