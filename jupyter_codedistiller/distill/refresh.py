@@ -752,8 +752,8 @@ def _refresh_sources(library: Library, chosen: list[RegisteredSource], *, worker
                      executor: Any, distil_lock: Any, upstream_layers: bool) -> list[SourceReport]:
     """Refresh ``chosen`` as ``refresh_source`` does one: each fetched, extracted and stored in
     turn, then, locally, all their waiting snippets validated on one set of ``workers`` servers
-    (one batch per source, in order: a source's last slow snippet holds up one core, while the
-    next source's start), each run recorded when its source is done."""
+    (one batch per source, in order: a source's last slow snippet holds up one core while the
+    others start on the next source), each source's run recorded when the validation ends."""
     publish = publish or _Publisher(library, None)
     reports, jobs = [], []
     try:
