@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from jupyter_codedistiller.distill import sandbox, sources  # noqa: E402
-from jupyter_codedistiller.distill.refresh import UPSTREAM_LAYERS, refresh  # noqa: E402
+from jupyter_codedistiller.distill.refresh import refresh, waiting_split  # noqa: E402
 from jupyter_codedistiller.library import Library  # noqa: E402
 
 # Distribution -> the module its examples import it as (statsmodels' documented entry point is .api).
@@ -86,16 +86,14 @@ def default_mode(args: argparse.Namespace) -> None:
             building = watch.building()
             if not watch.sources() or (building and building["sources_waiting"]):
                 continue  # not all distilled yet
-            waiting = watch.waiting_by_layer()
             counts = watch.validation_counts()
             total = sum(counts.values())
-            left_installed = sum(n for layer, n in waiting.items() if layer not in UPSTREAM_LAYERS)
-            left_upstream = sum(n for layer, n in waiting.items() if layer in UPSTREAM_LAYERS)
+            left_installed, left_upstream = waiting_split(watch)
             if "searchable" not in marks:
                 marks["searchable"] = took
                 already = total - left_installed - left_upstream  # skipped as extracted: never ran
                 print(f"searchable {total} snippets of {len(watch.sources())} packages at {took:.0f} s "
-                      f"(waiting: {dict(sorted(waiting.items()))})", flush=True)
+                      f"(waiting: {dict(sorted(watch.waiting_by_layer().items()))})", flush=True)
             if first_minute is None and took >= marks["searchable"] + 60:
                 first_minute = total - left_installed - left_upstream - already
                 print(f"  first minute of validation: {first_minute} validated, "

@@ -144,13 +144,12 @@ class Daemon:
         slowest examples) too: not while snippets of installed files or git sources wait, so a new
         library's installed examples are all validated first, unless the last such pass got none
         of them done (then nothing is held back behind them)."""
-        from .distill.refresh import UPSTREAM_LAYERS
+        from .distill.refresh import waiting_split
 
         try:
-            waiting = self.library.waiting_by_layer()
+            left = waiting_split(self.library)[0]
         except LibraryError:
             return True
-        left = sum(n for layer, n in waiting.items() if layer not in UPSTREAM_LAYERS)
         hold = bool(left) and (self._installed_left is None or left < self._installed_left)
         self._installed_left = left if hold else None
         return not hold

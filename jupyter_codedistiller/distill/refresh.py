@@ -545,6 +545,14 @@ def mark_retry(library: Library, source_id: str, interpreter: str | None = None)
     return len(ready)
 
 
+def waiting_split(library: Library) -> tuple[int, int]:
+    """(snippets of installed files or git sources, snippets of upstream layers) waiting for
+    validation: what the daemon validates first, and what it holds back until then."""
+    waiting = library.waiting_by_layer()
+    upstream = sum(n for layer, n in waiting.items() if layer in UPSTREAM_LAYERS)
+    return sum(waiting.values()) - upstream, upstream
+
+
 def _waiting(library: Library, src: RegisteredSource, rep: SourceReport, upstream_layers: bool = True
              ) -> list[Snippet]:
     """The source's snippets to validate this pass, most wanted first (what is left is counted
@@ -795,7 +803,7 @@ def _refresh_sources(library: Library, chosen: list[RegisteredSource], *, worker
             except Exception as exc:  # the validation machinery broke; what was stored stays stored
                 rep.error = job.outcome = f"validation failed: {_one_line(exc)}"
                 job.todo = []
-        if validate and executor is None:
+        if validate and executor is None:  # the distilled sources not concluded above
             ready = [job for job in jobs if job.plan is not None and job.outcome == "interrupted"]
             try:
                 _validate(library, ready, publish, workers or os.cpu_count() or 1, settings)
