@@ -912,12 +912,16 @@ class Library:
         from . import vocabulary
 
         # Snippets of one package with one title (a method documented alike on several classes)
-        # are one document: their shared words are one piece of evidence, not several.
-        documents: dict[tuple[str, str], set[str]] = {}
+        # are one document, and so are the blocks of one file that document no API (the cells of
+        # a notebook or gallery script share its prose): their shared words are one piece of
+        # evidence, not several.
+        documents: dict[tuple[str, str, str], set[str]] = {}
         prose: list[str] = []
         for (data,) in self._read("SELECT data FROM snippets WHERE lifecycle = 'active'"):
             s = Snippet.from_dict(json.loads(data))
-            key = (s.source.package or s.source.source_id or "", s.title.strip().lower() or s.id)
+            owner = s.source.package or s.source.source_id or ""
+            key = ((owner, "api", s.title.strip().lower() or s.id) if s.api or not s.source.path
+                   else (owner, "file", s.source.path))
             documents.setdefault(key, set()).update(vocabulary.words(" ".join(index_text(s))))
             prose.append(f"{s.title}\n{s.summary}\n{s.context}")
         learnt = vocabulary.related(documents.values())

@@ -413,14 +413,33 @@ def test_one_method_documented_alike_on_several_classes_is_one_piece_of_evidence
     # Three classes carry the same docstring (one title), which mentions "coolwarm" and "outcome"
     # together: that is one document, not three, so the two words do not become related.
     for i in range(3):
-        library.put(make_snippet(f"same{i}", title="Plot partial effects on the outcome",
-                                 summary="Colours by coolwarm.", code=code(f"same{i}", f"Fitter{i}()\n")))
+        same = make_snippet(f"same{i}", title="Plot partial effects on the outcome",
+                            summary="Colours by coolwarm.", code=code(f"same{i}", f"Fitter{i}()\n"))
+        same.api = f"lifelines.Fitter{i}.plot_partial_effects_on_outcome"
+        library.put(same)
     for i in range(2):
         library.put(make_snippet(f"fdr{i}", title=f"Correct p-values, way {i}", summary="Benjamini-Hochberg.",
                                  code=code(f"fdr{i}", "multipletests(values, method='fdr_bh')\n")))
     library.learn_vocabulary()
     assert "coolwarm" not in library.related_terms("outcome")
     assert "benjamini" in library.related_terms("fdr")
+
+
+def test_the_cells_of_one_file_are_one_piece_of_evidence(library: Library) -> None:
+    # Three cells of one notebook share its prose ("walton", "cohort"): one document, so the two
+    # words do not become related. Two files that each use them do relate them.
+    for i in range(3):
+        cell = make_snippet(f"cell{i}", title=f"Step {i} of the walkthrough",
+                            summary="The walton cohort, again.", code=code(f"cell{i}", f"step{i}()\n"))
+        cell.source.path = "docs/walkthrough.ipynb"
+        library.put(cell)
+    library.learn_vocabulary()
+    assert "cohort" not in library.related_terms("walton")
+    for i in range(2):
+        library.put(make_snippet(f"file{i}", title=f"Another analysis {i}", summary="The walton cohort.",
+                                 code=code(f"file{i}", f"other{i}()\n")))
+    library.learn_vocabulary()
+    assert "cohort" in library.related_terms("walton")
 
 
 def test_pages_of_any_size_list_one_ranking(library: Library) -> None:
