@@ -12,14 +12,15 @@ Lists every snippet whose outcome (passed / failed / timeout / skipped) differs.
 
 ``--default`` instead runs the daemon on a new, empty library, as ``make lab``
 starts it (every curated package installed here, with the upstream sdists it
-reads; every core; the daemon's passes), until nothing waits for validation, and
-prints when the library was searchable, how much was validated in the first
-minute, when every installed-file snippet was validated, when everything was,
+reads; every core; the daemon's passes), until nothing waits for validation (or,
+with ``--until installed``, every installed-file snippet is validated), and prints
+when the library was searchable, how much was validated in the first minute, when
+each daemon pass ended, when every installed-file snippet was validated, when everything was,
 and where the time went: the examples' own run time per layer (installed files,
 upstream sdist) and at the time limit.
 
     .venv/bin/python benchmarks/validate.py [--per-package 25] [--timeout 60]
-    .venv/bin/python benchmarks/validate.py --default [--workers 2]
+    .venv/bin/python benchmarks/validate.py --default [--workers 2] [--until installed]
 """
 
 from __future__ import annotations
@@ -80,9 +81,14 @@ def default_mode(args: argparse.Namespace) -> None:
         marks: dict[str, float] = {}
         first_minute = None
         last_print = 0.0
+        passes = 0
         while runner.is_alive():
             time.sleep(2)
             took = time.perf_counter() - start
+            if daemon.cycles > passes:
+                passes = daemon.cycles
+                print(f"  pass {passes} ended at {took / 60:.1f} min, waiting: installed %d, upstream %d"
+                      % waiting_split(watch), flush=True)
             building = watch.building()
             if not watch.sources() or (building and building["sources_waiting"]):
                 continue  # not all distilled yet
@@ -102,6 +108,9 @@ def default_mode(args: argparse.Namespace) -> None:
                 marks["installed"] = took
                 print(f"installed  every installed-file snippet validated at {took / 60:.1f} min "
                       f"(target <= 15 min); {left_upstream} upstream-layer snippets wait", flush=True)
+                if args.until == "installed":
+                    daemon.stop.set()
+                    break
             if not left_installed and not left_upstream:
                 marks["all"] = took
                 print(f"all        every snippet validated at {took / 60:.1f} min: {counts}", flush=True)
@@ -140,6 +149,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                     help="warm interpreters side by side (--default: the daemon's workers)")
     ap.add_argument("--default", action="store_true", help="time the daemon validating the default library")
+    ap.add_argument("--until", choices=("all", "installed"), default="all",
+                    help="with --default: stop once everything, or every installed-file snippet, is validated")
     args = ap.parse_args()
     if args.default:
         default_mode(args)
