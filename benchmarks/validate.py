@@ -26,6 +26,7 @@ upstream sdist) and at the time limit.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -71,7 +72,12 @@ def default_mode(args: argparse.Namespace) -> None:
 
     from jupyter_codedistiller.daemon import Daemon
 
-    with tempfile.TemporaryDirectory(prefix="cd-validate-default-") as home:
+    with contextlib.ExitStack() as stack:
+        if args.keep:  # a new, empty folder, left for a look at the validations afterwards
+            home = args.keep
+            Path(home).mkdir(parents=True, exist_ok=False)
+        else:
+            home = stack.enter_context(tempfile.TemporaryDirectory(prefix="cd-validate-default-"))
         lib = Library(Path(home) / "library.db")
         daemon = Daemon(lib, workers=args.workers, timeout=args.timeout)
         runner = threading.Thread(target=daemon.run, daemon=True)
@@ -151,6 +157,7 @@ def main() -> None:
     ap.add_argument("--default", action="store_true", help="time the daemon validating the default library")
     ap.add_argument("--until", choices=("all", "installed"), default="all",
                     help="with --default: stop once everything, or every installed-file snippet, is validated")
+    ap.add_argument("--keep", help="with --default: build the library in this new folder and leave it there")
     args = ap.parse_args()
     if args.default:
         default_mode(args)
