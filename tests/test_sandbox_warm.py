@@ -256,6 +256,64 @@ def test_batches_are_domains_of_their_own_and_one_slow_snippet_holds_up_one_core
     assert seen["b0"][-1] == seen["b1"][-1] and seen["b0"][-1] not in (seen["a"][-1], seen["a-waits"][-1])
 
 
+def counting_starts() -> tuple[list[tuple[str, ...]], contextlib.AbstractContextManager]:
+    """(the python_path of each warm pool started, a context that counts them while inside)."""
+    starts: list[tuple[str, ...]] = []
+
+    @contextlib.contextmanager
+    def counting() -> Iterator[None]:
+        original = WarmPool.start
+
+        def counted(self: WarmPool) -> None:
+            starts.append(self.python_path)
+            original(self)
+
+        WarmPool.start = counted  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            WarmPool.start = original  # type: ignore[method-assign]
+
+    return starts, counting()
+
+
+def batches_of_helpers(tmp_path: Path, names: str, size: int) -> list[list[Task]]:
+    """One batch per name, each of ``size`` tasks that print which folder's helper they import."""
+    batches = []
+    for name in names:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "helper.py").write_text(f"WHERE = {name!r}\n")
+        batches.append([Task("import os, helper\nprint('SEEN', helper.WHERE, os.readlink('/proc/self/ns/pid'))\n",
+                             (str(folder),), key=f"{name}{i}") for i in range(size)])
+    return batches
+
+
+def test_every_batch_gets_its_first_tasks_done_before_any_batchs_others(tmp_path: Path) -> None:
+    batches = batches_of_helpers(tmp_path, "abc", 2)
+    results = list(sandbox.validate_batches(batches, settings=FAST, workers=1, first=1))
+    assert [t.key for t, _ in results] == ["a0", "b0", "c0", "a1", "b1", "c1"]
+    assert all(v.status == "passed" and v.mode == "warm" for _, v in results), \
+        [(v.reason, v.stderr_tail[-300:]) for _, v in results]
+    assert [v.stdout_tail.split()[1] for _, v in results] == list("abcabc")
+
+
+def test_each_server_takes_a_batch_no_other_serves_and_keeps_it_from_head_to_rest(tmp_path: Path) -> None:
+    # Two servers, two batches of three, each batch's first task handed out first: the servers
+    # start on a batch each (one warm-up per batch, not one per server) and go on from its head
+    # to its rest without another; only the one done first may then help with the other's rest.
+    starts, counting = counting_starts()
+    with counting:
+        results = {t.key: v for t, v in sandbox.validate_batches(
+            batches_of_helpers(tmp_path, "ab", 3), settings=FAST, workers=2, first=1)}
+    assert set(results) == {"a0", "a1", "a2", "b0", "b1", "b2"}
+    assert all(v.status == "passed" and v.mode == "warm" for v in results.values()), \
+        [(v.reason, v.stderr_tail[-300:]) for v in results.values()]
+    assert all(v.stdout_tail.split()[1] == key[0] for key, v in results.items())
+    batch_of = [p[0].rpartition("/")[2] for p in starts]
+    assert sorted(batch_of[:2]) == ["a", "b"] and len(batch_of) <= 3, batch_of
+
+
 @contextlib.contextmanager
 def pools_die_on(marker: str) -> Iterator[None]:
     """While inside: a warm pool asked to run code holding ``marker`` closes and reports it died."""

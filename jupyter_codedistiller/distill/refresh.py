@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 PROGRESS_KEY = "distiller"
 PROGRESS_INTERVAL = 1.0  # seconds between progress writes into the library
 SOURCES_IN_FLIGHT = 4  # sources a cluster refresh works on at once (one extracting, the others validating)
+FIRST_LOOK = 4  # each source's most wanted snippets, validated before any source's others
 PASS_GROWTH = 4  # a source's per-pass validation limit grows this much each pass that left some waiting
 UPSTREAM_LAYERS = ("sdist", "repository")  # a package source's layers read from upstream, not installed
 SCRIPT_KINDS = ("script", "gallery-cell", "notebook")  # run with their own folder on the path
@@ -597,7 +598,9 @@ def _count(rep: SourceReport, v: Validation) -> None:
 def _validate(library: Library, jobs: list[_Job], publish: _Publisher, workers: int, settings: Any) -> None:
     """Validate the jobs' waiting snippets with ``workers`` warm interpreters (each a full sandbox):
     one batch per source, each most wanted first, in the jobs' order (``sandbox.validate_batches``),
-    storing each result as it comes; when the sandbox itself breaks, what is left stays pending."""
+    every source's ``FIRST_LOOK`` most wanted before the others, so a new library's first searches
+    find validated code of every package early; each result is stored as it comes. When the
+    sandbox itself breaks, what is left stays pending."""
     from . import sandbox
 
     jobs = [job for job in jobs if job.todo]
@@ -610,7 +613,8 @@ def _validate(library: Library, jobs: list[_Job], publish: _Publisher, workers: 
     batches = [[sandbox.Task(s.code, tuple(_python_path(job.plan, s)), dict(s.requirements), (i, s))
                 for s in job.todo] for i, job in enumerate(jobs)]
     try:
-        for task, v in sandbox.validate_batches(batches, settings=settings, workers=workers):
+        for task, v in sandbox.validate_batches(batches, settings=settings, workers=workers,
+                                                    first=FIRST_LOOK):
             i, s = task.key
             job = jobs[i]
             _finish(job.plan, s, v)

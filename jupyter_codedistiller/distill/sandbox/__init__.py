@@ -232,12 +232,15 @@ def validate_many(tasks: Iterable[Task], *, settings: SandboxSettings | None = N
 
 
 def validate_batches(batches: Iterable[Iterable[Task]], *, settings: SandboxSettings | None = None,
-                     warm: bool = True, workers: int = 1) -> Iterator[tuple[Task, Validation]]:
+                     warm: bool = True, workers: int = 1, first: int = 0) -> Iterator[tuple[Task, Validation]]:
     """``validate_many`` over several batches (a refresh's sources), each its own domain: its
     warm interpreters see only its paths and have imported only what its tasks use, never a
-    module its paths provide. ``workers`` servers serve the batches in the order given; a server
-    whose batch has nothing left to hand out moves on to the next batch that has (as a warm
-    interpreter of that batch's), so one batch's last slow snippet holds up one core, not all."""
+    module its paths provide. ``workers`` servers serve the batches in the order given, each
+    taking a batch no other serves while there is one, so a batch pays one warm-up, not one
+    per server; a server whose batch has nothing left to hand out moves on to the next (as a
+    warm interpreter of that batch's), so one batch's last slow snippet holds up one core, not
+    all. With ``first``, each batch's first ``first`` tasks are handed out before any batch's
+    others: every batch gets its most wanted done early."""
     from .distributions import installed
     from .warm import warm_modules
 
@@ -250,7 +253,8 @@ def validate_batches(batches: Iterable[Iterable[Task]], *, settings: SandboxSett
         def cold() -> _Cold:
             return _Cold(settings, None if isinstance(info, str) else no_warm)
 
-        yield from _shared_queue([([(t, ()) for t in tasks], cold) for tasks in batches], workers)
+        yield from _shared_queue(_heads_first([([(t, ()) for t in tasks], cold) for tasks in batches], first),
+                                 workers)
         return
     plan, features = plan_for(settings.isolation)
     tops = set(installed(info.sys_path).tops)
@@ -268,7 +272,20 @@ def validate_batches(batches: Iterable[Iterable[Task]], *, settings: SandboxSett
             return _Warm(settings, plan, features, interpreter, info, paths, modules)
 
         groups.append((queue, server))
-    yield from _shared_queue(groups, workers)
+    yield from _shared_queue(_heads_first(groups, first), workers)
+
+
+Group = tuple[list[tuple[Task, tuple[str, ...]]], Callable[[], "_Cold | _Warm"], int]
+
+
+def _heads_first(groups: list[tuple[list[tuple[Task, tuple[str, ...]]], Callable[[], _Cold | _Warm]]],
+                 first: int) -> list[Group]:
+    """The groups with their rank: with ``first``, each group's first ``first`` tasks as a group
+    of rank 0, its others as one of rank 1; a head and its rest share the factory (one domain: a
+    server moves from one to the other without a new warm-up)."""
+    if first <= 0:
+        return [(q, make, 0) for q, make in groups]
+    return [(q[:first], make, 0) for q, make in groups] + [(q[first:], make, 1) for q, make in groups]
 
 
 class _Cold:
@@ -344,33 +361,46 @@ class _Warm:
             self.pool = None
 
 
-def _shared_queue(groups: list[tuple[list[tuple[Task, tuple[str, ...]]], Callable[[], _Cold | _Warm]]],
-                  workers: int) -> Iterator[tuple[Task, Validation]]:
+def _shared_queue(groups: list[Group], workers: int) -> Iterator[tuple[Task, Validation]]:
     """Serve each group's queue with servers its factory makes, ``workers`` at a time taking
     tasks in order; yield results as they come. A server stays with its group while the group
-    has tasks to hand out, then closes, and one of the next group with some takes its place.
+    has tasks to hand out, then moves to the next group with some: one that no server serves
+    before one that is served, then the lowest rank, then one of its own factory (it keeps
+    itself: no new warm-up), then the first; a server of another factory is closed and one of
+    the new group's made.
 
     The first error a server raises stops the others taking more; what they finish is yielded,
     then the error is raised, after every server is closed.
     """
-    groups = [(q, make) for q, make in groups if q]
-    workers = max(1, min(workers, sum(len(q) for q, _ in groups)))
+    groups = [g for g in groups if g[0]]
+    workers = max(1, min(workers, sum(len(g[0]) for g in groups)))
     if workers == 1:  # in this thread, in order, one task at a time as the caller asks
-        for q, make in groups:
-            one = make()
-            try:
+        one, made_by = None, None
+        try:
+            for q, make, _ in groups:
+                if make is not made_by:
+                    if one is not None:
+                        one.close()
+                    one, made_by = make(), make
                 for t, path in q:
                     yield t, one.serve(t, path)
-            finally:
+        finally:
+            if one is not None:
                 one.close()
         return
     import queue as queues
     import threading
 
     lock = threading.Lock()
-    pending = [collections.deque(q) for q, _ in groups]
+    pending = [collections.deque(g[0]) for g in groups]
+    serving = [0] * len(groups)
     out: queues.Queue = queues.Queue()
     stop = threading.Event()
+
+    def next_group(mine: int) -> int:
+        left = [i for i, q in enumerate(pending) if q]
+        own = groups[mine][1] if mine >= 0 else None
+        return min(left, key=lambda i: (serving[i] > 0, groups[i][2], groups[i][1] is not own, i), default=-1)
 
     def work() -> None:
         mine, group = None, -1
@@ -379,10 +409,15 @@ def _shared_queue(groups: list[tuple[list[tuple[Task, tuple[str, ...]]], Callabl
                 done = None
                 with lock:
                     if group < 0 or not pending[group]:
-                        group = next((i for i, left in enumerate(pending) if left), -1)
-                        if group < 0:
+                        if group >= 0:
+                            serving[group] -= 1
+                        new = next_group(group)
+                        if new < 0:
                             break
-                        done, mine = mine, None
+                        if group < 0 or groups[new][1] is not groups[group][1]:
+                            done, mine = mine, None
+                        group = new
+                        serving[group] += 1
                     t, path = pending[group].popleft()
                 if done is not None:
                     done.close()
