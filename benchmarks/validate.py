@@ -108,8 +108,15 @@ def default_mode(args: argparse.Namespace) -> None:
                       f"(waiting: {dict(sorted(watch.waiting_by_layer().items()))})", flush=True)
             if first_minute is None and took >= marks["searchable"] + 60:
                 first_minute = total - left_installed - left_upstream - already
+                ran = {}
+                for s in watch.all():
+                    if s.validation.mode:  # it ran (not skipped at extraction, not waiting)
+                        ran.setdefault(s.source.package, set()).add(s.validation.status)
+                passed = sorted(p for p, statuses in ran.items() if "passed" in statuses)
                 print(f"  first minute of validation: {first_minute} validated, "
-                      f"{counts.get('passed', 0)} passed ({already} skipped as extracted before)", flush=True)
+                      f"{counts.get('passed', 0)} passed ({already} skipped as extracted before); "
+                      f"{len(passed)} of {len(watch.sources())} packages have a snippet that ran and "
+                      f"passed: {', '.join(passed)}", flush=True)
             if not left_installed and "installed" not in marks:
                 marks["installed"] = took
                 print(f"installed  every installed-file snippet validated at {took / 60:.1f} min "

@@ -289,6 +289,24 @@ def test_a_per_pass_limit_grows_each_pass_that_left_some_waiting(tmp_path: Path,
     assert library.status().validation == {"passed": 7}
 
 
+def test_every_source_gets_its_most_wanted_validated_before_any_sources_others(
+        tmp_path: Path, library: Library) -> None:
+    from jupyter_codedistiller.distill.refresh import FIRST_LOOK
+    from jupyter_codedistiller.distill.sandbox import SandboxSettings
+
+    for name in ("alpha", "beta"):
+        files = {f"examples/ex{i:02d}.py": f'"""Example {i}."""\nprint({i})\n' for i in range(FIRST_LOOK + 2)}
+        sources.add(library, file_url(Path(make_repo(tmp_path / "lab" / name, files).working_tree_dir)))
+    refresh(library, validate=False)
+    order: list[str] = []
+    report = refresh(library, settings=SandboxSettings(timeout=30), workers=1,
+                     progress=lambda stage, done, total, detail, source="": stage == "validate" and done
+                     and order.append(source.rpartition("/")[2]))
+    assert report.totals()["passed"] == 2 * (FIRST_LOOK + 2), report.problems
+    # one server, in order: alpha's first four, beta's first four, then the rest of each
+    assert order == ["alpha"] * FIRST_LOOK + ["beta"] * FIRST_LOOK + ["alpha"] * 2 + ["beta"] * 2, order
+
+
 def test_passed_snippets_go_stale_when_a_dependency_moves(library: Library,
                                                           validating: str) -> None:
     from jupyter_codedistiller.distill.sandbox import SandboxSettings
