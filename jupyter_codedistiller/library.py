@@ -917,12 +917,16 @@ class Library:
         # evidence, not several.
         documents: dict[tuple[str, str, str], set[str]] = {}
         prose: list[str] = []
-        for (data,) in self._read("SELECT data FROM snippets WHERE lifecycle = 'active'"):
+        # The words are those of the snippet's index row (``index_text``, stored when it was
+        # written): reading them back spares parsing every snippet's code again.
+        for data, *indexed in self._read(
+                f"SELECT s.data, {', '.join('f.' + c for c in FTS_COLUMNS)} FROM snippets s "
+                "JOIN snippets_fts f ON f.rowid = s.rowid WHERE s.lifecycle = 'active'"):
             s = Snippet.from_dict(json.loads(data))
             owner = s.source.package or s.source.source_id or ""
             key = ((owner, "api", s.title.strip().lower() or s.id) if s.api or not s.source.path
                    else (owner, "file", s.source.path))
-            documents.setdefault(key, set()).update(vocabulary.words(" ".join(index_text(s))))
+            documents.setdefault(key, set()).update(vocabulary.words(" ".join(indexed)))
             prose.append(f"{s.title}\n{s.summary}\n{s.context}")
         learnt = vocabulary.related(documents.values())
         df = Counter(w for d in documents.values() for w in d)
