@@ -1248,10 +1248,12 @@ class Library:
         with self._lock:
             conn = self._conn
             if not self._scratch:
+                # Contentless: only rowids are read back, and emptying it ('delete-all') does not
+                # tokenize the rows again as a DELETE from a table holding its text does.
                 conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.candidates USING fts5({columns}, "
-                             "tokenize = 'porter unicode61 remove_diacritics 2')")
+                             "content = '', tokenize = 'porter unicode61 remove_diacritics 2')")
                 self._scratch = True
-            conn.execute("DELETE FROM temp.candidates")
+            conn.execute("INSERT INTO temp.candidates(candidates) VALUES ('delete-all')")
             conn.execute(f"INSERT INTO temp.candidates(rowid, {columns}) SELECT rowid, {columns} "
                          f"FROM main.snippets_fts WHERE rowid IN ({','.join(map(str, rowids))})")
             for i, unit in enumerate(plan.units):
