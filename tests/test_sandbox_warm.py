@@ -200,18 +200,9 @@ def test_one_warm_interpreter_serves_every_path_of_a_batch_each_child_its_own(tm
     tasks = [Task(show, (str(first),)), Task(show, (str(second),)),
              Task("import numpy, sys, os\nprint('SEEN', numpy.pi, 'helper' in sys.modules, "
                   "os.environ.get('PYTHONPATH', ''), os.getppid())")]
-    starts = []
-    original = WarmPool.start
-
-    def counted(self: WarmPool) -> None:
-        starts.append(self.python_path)
-        original(self)
-
-    WarmPool.start = counted  # type: ignore[method-assign]
-    try:
+    starts, counting = counting_starts()
+    with counting:
         results = [v for _, v in validate_many(tasks, settings=FAST)]
-    finally:
-        WarmPool.start = original  # type: ignore[method-assign]
     assert [v.mode for v in results] == ["warm"] * 3, [v.mode_reason for v in results]
     assert all(v.status == "passed" for v in results), [(v.reason, v.stderr_tail) for v in results]
     seen = [v.stdout_tail.rpartition("SEEN ")[2].split() for v in results]
