@@ -75,7 +75,7 @@ def default_mode(args: argparse.Namespace) -> None:
     with contextlib.ExitStack() as stack:
         if args.keep:  # a new, empty folder, left for a look at the validations afterwards
             home = args.keep
-            Path(home).mkdir(parents=True, exist_ok=False)
+            Path(home).mkdir(parents=True)
         else:
             home = stack.enter_context(tempfile.TemporaryDirectory(prefix="cd-validate-default-"))
         lib = Library(Path(home) / "library.db")
@@ -166,6 +166,8 @@ def main() -> None:
                     help="with --default: stop once everything, or every installed-file snippet, is validated")
     ap.add_argument("--keep", help="with --default: build the library in this new folder and leave it there")
     args = ap.parse_args()
+    if args.keep and Path(args.keep).exists():
+        ap.error(f"--keep {args.keep}: the folder exists; give a new one (the daemon starts on an empty library)")
     if args.default:
         default_mode(args)
         return

@@ -200,8 +200,7 @@ def test_one_warm_interpreter_serves_every_path_of_a_batch_each_child_its_own(tm
     tasks = [Task(show, (str(first),)), Task(show, (str(second),)),
              Task("import numpy, sys, os\nprint('SEEN', numpy.pi, 'helper' in sys.modules, "
                   "os.environ.get('PYTHONPATH', ''), os.getppid())")]
-    starts, counting = counting_starts()
-    with counting:
+    with counted_starts() as starts:
         results = [v for _, v in validate_many(tasks, settings=FAST)]
     assert [v.mode for v in results] == ["warm"] * 3, [v.mode_reason for v in results]
     assert all(v.status == "passed" for v in results), [(v.reason, v.stderr_tail) for v in results]
@@ -247,25 +246,21 @@ def test_batches_are_domains_of_their_own_and_one_slow_snippet_holds_up_one_core
     assert seen["b0"][-1] == seen["b1"][-1] and seen["b0"][-1] not in (seen["a"][-1], seen["a-waits"][-1])
 
 
-def counting_starts() -> tuple[list[tuple[str, ...]], contextlib.AbstractContextManager]:
-    """(the python_path of each warm pool started, a context that counts them while inside)."""
+@contextlib.contextmanager
+def counted_starts() -> Iterator[list[tuple[str, ...]]]:
+    """While inside: the python_path of each warm pool started, in the list it yields."""
     starts: list[tuple[str, ...]] = []
+    original = WarmPool.start
 
-    @contextlib.contextmanager
-    def counting() -> Iterator[None]:
-        original = WarmPool.start
+    def counted(self: WarmPool) -> None:
+        starts.append(self.python_path)
+        original(self)
 
-        def counted(self: WarmPool) -> None:
-            starts.append(self.python_path)
-            original(self)
-
-        WarmPool.start = counted  # type: ignore[method-assign]
-        try:
-            yield
-        finally:
-            WarmPool.start = original  # type: ignore[method-assign]
-
-    return starts, counting()
+    WarmPool.start = counted  # type: ignore[method-assign]
+    try:
+        yield starts
+    finally:
+        WarmPool.start = original  # type: ignore[method-assign]
 
 
 def batches_of_helpers(tmp_path: Path, names: str, size: int) -> list[list[Task]]:
@@ -293,8 +288,7 @@ def test_each_server_takes_a_batch_no_other_serves_and_keeps_it_from_head_to_res
     # Two servers, two batches of three, each batch's first task handed out first: the servers
     # start on a batch each (one warm-up per batch, not one per server) and go on from its head
     # to its rest without another; only the one done first may then help with the other's rest.
-    starts, counting = counting_starts()
-    with counting:
+    with counted_starts() as starts:
         results = {t.key: v for t, v in sandbox.validate_batches(
             batches_of_helpers(tmp_path, "ab", 3), settings=FAST, workers=2, first=1)}
     assert set(results) == {"a0", "a1", "a2", "b0", "b1", "b2"}
